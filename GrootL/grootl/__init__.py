@@ -1,0 +1,1 @@
+"""GrootL: tree-topology Mamba language model."""

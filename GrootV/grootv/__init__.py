@@ -1,0 +1,1 @@
+"""GrootV: the tree-topology vision backbone."""

@@ -1,0 +1,61 @@
+"""Operator registration: schemas, and the fall-back to the reference when no kernel is compiled."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import tree_scan
+from tree_scan import _library
+
+
+@pytest.mark.skipif(tree_scan.BACKEND == "reference", reason="the extension is not built")
+def test_python_schemas_equal_the_compiled_ones():
+    for name, schema in _library.SCHEMAS.items():
+        compiled = str(getattr(torch.ops.tree_scan, name).default._schema)
+        assert compiled == f"tree_scan::{schema}"
+
+
+def test_without_the_extension_the_reference_serves_every_operator():
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys, warnings
+
+        class RefuseCompiledKernels(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "tree_scan._C":
+                    raise ImportError("hidden by the test")
+
+        sys.meta_path.insert(0, RefuseCompiledKernels())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import tree_scan
+        assert tree_scan.BACKEND == "reference", tree_scan.BACKEND
+        assert sum("could not be loaded" in str(w.message) for w in caught) == 1
+
+        import torch
+        sys.path.insert(0, "tests")
+        import brute_force as bf
+        torch.manual_seed(0)
+        guide = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+        tree = tree_scan.grid_mst(guide)
+        edges = tree_scan.grid_edges(4, 5).expand(2, -1, -1)
+        assert torch.equal(tree, bf.mst_batch(edges, tree_scan.grid_edge_weights(guide), 20))
+        order = tree_scan.bfs(tree)
+        assert torch.equal(order.order, bf.bfs_batch(tree, 20)[0])
+        x = torch.randn(2, 3, 20, dtype=torch.float64, requires_grad=True)
+        w = torch.rand(2, 3, 20, dtype=torch.float64, requires_grad=True)
+        for scan, causal in ((tree_scan.tree_scan, False), (tree_scan.tree_scan_causal, True)):
+            want = bf.scan_by_definition(x.detach(), w.detach(), order.parent, causal)
+            assert torch.allclose(scan(x, w, order), want)
+            assert torch.autograd.gradcheck(lambda a, b: scan(a, b, order), (x, w))
+        print("ok")
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,0 +1,59 @@
+"""Argument checks shared by the public functions.
+
+Every message names the argument, what was expected and what came. Checks that
+read tensor values (index ranges) cost a device synchronisation on a GPU and are
+skipped while ``torch.compile`` traces; the CPU kernels check those ranges again.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def tensor(name: str, value, dtypes: tuple[torch.dtype, ...], ndim: int, shape_text: str) -> torch.Tensor:
+    """``value`` is a tensor of one of ``dtypes`` with ``ndim`` dimensions (``shape_text`` describes them)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor {shape_text}, got {type(value).__name__}")
+    if value.dtype not in dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"`{name}` must have dtype {names}; got {str(value.dtype).replace('torch.', '')}")
+    if value.dim() != ndim:
+        raise ValueError(f"`{name}` must be {shape_text}; got shape {tuple(value.shape)}")
+    return value
+
+
+def same_device(**tensors: torch.Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"`{name}` on {device}" for name, device in devices.items())
+        raise ValueError(f"tensors must be on one device; got {listed}")
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return value
+
+
+def values_allowed() -> bool:
+    """Whether checks may read tensor values (not while torch.compile traces)."""
+    return not torch.compiler.is_compiling()
+
+
+def index_range(name: str, index: torch.Tensor, low: int, high: int, allow_padding: bool = False) -> None:
+    """Every entry of ``index`` is in [low, high) (or is a -1 padding row when allowed)."""
+    if index.numel() == 0 or not values_allowed():
+        return
+    entries = index
+    if allow_padding:
+        padding = (index == -1).all(dim=-1, keepdim=True)
+        entries = torch.where(padding, low, index)
+    smallest, largest = int(entries.min()), int(entries.max())
+    if smallest < low or largest >= high:
+        bad = smallest if smallest < low else largest
+        raise ValueError(f"`{name}` holds vertex {bad}, outside [{low}, {high})")

@@ -1,0 +1,154 @@
+"""Registration of the ``torch.ops.tree_scan`` operators.
+
+The schemas and the CPU/CUDA kernels come from the compiled extension ``tree_scan._C``
+(``csrc/``). This module adds what torch needs from Python: fake implementations (so
+``torch.compile`` and meta tensors work) and the autograd formulas, which call the
+backward operators.
+
+Importing never fails because a compiled piece is missing. Without ``_C`` the same
+schemas are defined here and served by ``tree_scan.reference`` on every device; with a
+``_C`` built without CUDA, CUDA tensors are served by the reference. Either way a
+warning says so once.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from . import reference
+
+# Must equal the schemas in csrc/ops.cpp (tests/test_tree_scan_library.py checks).
+SCHEMAS = {
+    "minimum_spanning_tree": "minimum_spanning_tree(Tensor edge_index, Tensor edge_weight, int num_vertices) -> Tensor",
+    "bfs": "bfs(Tensor tree, int num_vertices, int root) -> (Tensor order, Tensor parent)",
+    "scan_all_roots": "scan_all_roots(Tensor x, Tensor edge_weight, Tensor order, Tensor parent) -> Tensor",
+    "scan_all_roots_backward": (
+        "scan_all_roots_backward(Tensor grad_out, Tensor x, Tensor edge_weight, Tensor order, Tensor parent)"
+        " -> (Tensor grad_x, Tensor grad_edge_weight)"
+    ),
+    "scan_causal": "scan_causal(Tensor x, Tensor edge_weight, Tensor order, Tensor parent) -> Tensor",
+    "scan_causal_backward": (
+        "scan_causal_backward(Tensor grad_out, Tensor x, Tensor edge_weight, Tensor order, Tensor parent)"
+        " -> (Tensor grad_x, Tensor grad_edge_weight)"
+    ),
+}
+
+REFERENCE_KERNELS = {
+    "minimum_spanning_tree": reference.minimum_spanning_tree,
+    "bfs": reference.bfs,
+    "scan_all_roots": reference.scan_all_roots,
+    "scan_all_roots_backward": reference.scan_all_roots_backward,
+    "scan_causal": reference.scan_causal,
+    "scan_causal_backward": reference.scan_causal_backward,
+}
+
+# Kept alive for as long as the process: dropping a Library object unregisters it.
+_python_libraries: list[torch.library.Library] = []
+
+
+def _load_compiled() -> str | None:
+    """Imports ``_C``; returns why it could not be imported, or None."""
+    try:
+        from . import _C  # noqa: F401  (registers the operators)
+    except ImportError as error:
+        return str(error)
+    return None
+
+
+def _has_kernel(name: str, dispatch_key: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"tree_scan::{name}", dispatch_key)
+
+
+_compile_error = _load_compiled()
+if _compile_error is not None:
+    warnings.warn(
+        "tree_scan: the compiled kernels (tree_scan._C) could not be loaded, so the operators run the "
+        f"plain-PyTorch reference, which is much slower ({_compile_error}). Rebuild with "
+        "`pip install --no-build-isolation -e .` from the repository root.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    _definitions = torch.library.Library("tree_scan", "DEF")
+    _python_libraries.append(_definitions)
+    for _name, _schema in SCHEMAS.items():
+        _definitions.define(_schema)
+        _definitions.impl(_name, REFERENCE_KERNELS[_name], "CompositeExplicitAutograd")
+    BACKEND = "reference"
+else:
+    BACKEND = "cuda" if _has_kernel("scan_all_roots", "CUDA") else "cpu"
+    if BACKEND == "cpu":
+        _cuda_fallback = torch.library.Library("tree_scan", "IMPL")
+        _python_libraries.append(_cuda_fallback)
+        for _name in SCHEMAS:
+            _cuda_fallback.impl(_name, REFERENCE_KERNELS[_name], "CUDA")
+        if torch.cuda.is_available():
+            warnings.warn(
+                "tree_scan: the kernels were compiled without CUDA, so CUDA tensors use the plain-PyTorch "
+                "reference. Rebuild with FORCE_CUDA=1 for the CUDA kernels.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# Fake implementations: output shapes, dtypes and strides without computing anything.
+# They mirror the kernels, which allocate outputs with empty_like (same strides as the
+# input when it is dense).
+
+
+@torch.library.register_fake("tree_scan::minimum_spanning_tree")
+def _(edge_index, edge_weight, num_vertices):
+    return edge_index.new_empty((edge_index.shape[0], num_vertices - 1, 2), dtype=torch.long)
+
+
+@torch.library.register_fake("tree_scan::bfs")
+def _(tree, num_vertices, root):
+    shape = (tree.shape[0], num_vertices)
+    return tree.new_empty(shape, dtype=torch.long), tree.new_empty(shape, dtype=torch.long)
+
+
+def _fake_scan(x, edge_weight, order, parent):
+    return torch.empty_like(x)
+
+
+def _fake_scan_backward(grad_out, x, edge_weight, order, parent):
+    return torch.empty_like(x), torch.empty_like(edge_weight)
+
+
+for _name in ("scan_all_roots", "scan_causal"):
+    torch.library.register_fake(f"tree_scan::{_name}", _fake_scan)
+    torch.library.register_fake(f"tree_scan::{_name}_backward", _fake_scan_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# Autograd: the scans are differentiable in x and edge_weight; the tree and its order
+# are integer data. The backward operators recompute the forward sweeps in float32
+# instead of keeping them, so only the inputs are saved.
+
+
+def _save_scan_inputs(ctx, inputs, output):
+    x, edge_weight, order, parent = inputs
+    ctx.save_for_backward(x, edge_weight, order, parent)
+
+
+def _make_scan_backward(backward_op):
+    def backward(ctx, grad_out):
+        x, edge_weight, order, parent = ctx.saved_tensors
+        grad_x, grad_edge_weight = backward_op(grad_out, x, edge_weight, order, parent)
+        return grad_x, grad_edge_weight, None, None
+
+    return backward
+
+
+torch.library.register_autograd(
+    "tree_scan::scan_all_roots",
+    _make_scan_backward(torch.ops.tree_scan.scan_all_roots_backward),
+    setup_context=_save_scan_inputs,
+)
+torch.library.register_autograd(
+    "tree_scan::scan_causal",
+    _make_scan_backward(torch.ops.tree_scan.scan_causal_backward),
+    setup_context=_save_scan_inputs,
+)

@@ -1,0 +1,30 @@
+"""Tree-scan operators for GrootVL's language model (GrootL).
+
+The kernels are those of ``tree_scan`` (one compiled library serves both packages);
+this package adds the language-side trees.
+
+Public API:
+    minimum_spanning_tree(edge_index, edge_weight, num_vertices) -> tree
+    tree_scan_causal(x, edge_weight, tree_or_order, root=0) -> out     leaf-to-root scan
+    bfs(tree, num_vertices=None, root=0) -> TreeOrder(order, parent)
+    candidate_edges(seq_len, prompt_lengths) -> (B, 3(L-1), 2)
+    language_tree(features, prompt_lengths) -> tree                     MST of the candidates
+    chain_tree(batch, seq_len) -> tree                                  (i, i+1)
+"""
+
+from tree_scan import BACKEND, TreeOrder, bfs, minimum_spanning_tree, tree_scan_causal
+
+from .candidates import candidate_edge_weights, candidate_edges, chain_tree, language_tree, prompt_lengths_tensor
+
+__all__ = [
+    "BACKEND",
+    "TreeOrder",
+    "bfs",
+    "candidate_edge_weights",
+    "candidate_edges",
+    "chain_tree",
+    "language_tree",
+    "minimum_spanning_tree",
+    "prompt_lengths_tensor",
+    "tree_scan_causal",
+]

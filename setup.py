@@ -42,11 +42,12 @@ def _want_cuda() -> bool:
 
 
 def _extensions():
+    with_cuda = _want_cuda()  # before cpp_extension is imported: it reads CUDA_HOME once, on import
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
     cxx_flags = ["-O3", "-std=c++17"]
-    if _want_cuda():
+    if with_cuda:
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
         return [CUDAExtension("tree_scan._C", sources, extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})]

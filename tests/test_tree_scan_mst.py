@@ -52,19 +52,43 @@ def test_grid_mst_matches_kruskal(device, height, width, metric, generator):
     assert torch.equal(tree.cpu(), bf.mst_batch(edges, weights, height * width))
 
 
+def test_grid_weights_opcheck(generator):
+    guide = torch.randn(2, 3, 4, 5, generator=generator)
+    for metric in tree_scan.METRICS:
+        torch.library.opcheck(torch.ops.tree_scan.grid_edge_weights, (guide, metric))
+
+
 def test_grid_edges_are_vertical_then_horizontal_in_raster_order():
     # 2 x 3 grid: vertices 0 1 2 / 3 4 5
     expected = [[0, 3], [1, 4], [2, 5], [0, 1], [1, 2], [3, 4], [4, 5]]
     assert tree_scan.grid_edges(2, 3).tolist() == expected
 
 
-def test_grid_edge_weights_follow_the_metric_definitions(generator):
+@pytest.mark.parametrize("weights", [tree_scan.grid_edge_weights, reference.grid_edge_weights])
+def test_grid_edge_weights_follow_the_metric_definitions(weights, generator):
     guide = torch.randn(1, 4, 2, 2, generator=generator, dtype=torch.float64)
     a, b = guide[0, :, 0, 0], guide[0, :, 1, 0]  # the first (vertical) edge
     cosine = torch.dot(a, b) / (a.norm() * b.norm())
-    assert torch.allclose(tree_scan.grid_edge_weights(guide, "cosine")[0, 0], torch.exp(-cosine))
-    assert torch.allclose(tree_scan.grid_edge_weights(guide, "euclidean")[0, 0], ((a - b) ** 2).sum())
-    assert torch.allclose(tree_scan.grid_edge_weights(guide, "manhattan")[0, 0], (a - b).abs().sum())
+    assert torch.allclose(weights(guide, "cosine")[0, 0], torch.exp(-cosine))
+    assert torch.allclose(weights(guide, "euclidean")[0, 0], ((a - b) ** 2).sum())
+    assert torch.allclose(weights(guide, "manhattan")[0, 0], (a - b).abs().sum())
+    c = guide[0, :, 1, 1]  # the last (horizontal) edge joins (1, 0) and (1, 1)
+    assert torch.allclose(weights(guide, "manhattan")[0, -1], (b - c).abs().sum())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("metric", tree_scan.METRICS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 1, 6), (2, 5, 7, 1), (3, 19, 9, 11)])
+def test_grid_edge_weight_kernel_matches_reference_in_any_layout(device, metric, dtype, shape, generator):
+    guide = torch.randn(shape, generator=generator, dtype=torch.float64).to(device, dtype)
+    want = reference.grid_edge_weights(guide, metric)
+    channels_last = guide.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    strided = torch.cat([guide, guide], dim=1)[:, ::2]
+    for layout in (guide, channels_last, strided):
+        got = tree_scan.grid_edge_weights(layout, metric)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)

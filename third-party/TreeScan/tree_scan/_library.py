@@ -21,6 +21,7 @@ from . import reference
 
 # Must equal the schemas in csrc/ops.cpp (tests/test_tree_scan_library.py checks).
 SCHEMAS = {
+    "grid_edge_weights": "grid_edge_weights(Tensor guide, str metric) -> Tensor",
     "minimum_spanning_tree": "minimum_spanning_tree(Tensor edge_index, Tensor edge_weight, int num_vertices) -> Tensor",
     "bfs": "bfs(Tensor tree, int num_vertices, int root) -> (Tensor order, Tensor parent)",
     "scan_all_roots": "scan_all_roots(Tensor x, Tensor edge_weight, Tensor order, Tensor parent) -> Tensor",
@@ -36,6 +37,7 @@ SCHEMAS = {
 }
 
 REFERENCE_KERNELS = {
+    "grid_edge_weights": reference.grid_edge_weights,
     "minimum_spanning_tree": reference.minimum_spanning_tree,
     "bfs": reference.bfs,
     "scan_all_roots": reference.scan_all_roots,
@@ -96,6 +98,13 @@ else:
 # Fake implementations: output shapes, dtypes and strides without computing anything.
 # They mirror the kernels, which allocate outputs with empty_like (same strides as the
 # input when it is dense).
+
+
+@torch.library.register_fake("tree_scan::grid_edge_weights")
+def _(guide, metric):
+    batch, _, height, width = guide.shape
+    dtype = torch.float64 if guide.dtype == torch.float64 else torch.float32
+    return guide.new_empty((batch, max((height - 1) * width + height * (width - 1), 0)), dtype=dtype)
 
 
 @torch.library.register_fake("tree_scan::minimum_spanning_tree")

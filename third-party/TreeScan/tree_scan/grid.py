@@ -26,31 +26,19 @@ def grid_edges(height: int, width: int, device=None) -> torch.Tensor:
     return torch.cat([vertical, horizontal])
 
 
-def _dissimilarity(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
-    """Per-edge weight between feature columns ``a`` and ``b`` (B, C, N) -> (B, N)."""
-    if metric == "cosine":
-        # exp(-cos) as the release computes it; exp is increasing, so the tree is that of -cos.
-        return torch.exp(-torch.cosine_similarity(a, b, dim=1))
-    if metric == "euclidean":
-        return (a - b).square().sum(dim=1)
-    return (a - b).abs().sum(dim=1)
-
-
 def grid_edge_weights(guide: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
-    """``(B, E)`` weights of the grid edges of ``guide (B, C, H, W)``, in float32 at least.
+    """``(B, E)`` weights of the grid edges of ``guide (B, C, H, W)``, in the order of :func:`grid_edges`.
 
     ``metric``: "cosine" (``exp(-cos)``, the default and the release's), "euclidean"
-    (squared L2 distance) or "manhattan" (L1 distance): the paper's Table 5.
+    (squared L2 distance) or "manhattan" (L1 distance): the paper's Table 5. float32
+    (float64 for a float64 guide); any memory layout (channels-last is as fast). One
+    pass over the guide (compiled kernels); ``tree_scan.reference.grid_edge_weights``
+    is the plain-PyTorch twin. No gradient flows through the weights.
     """
+    guide = _checks.tensor("guide", guide, _checks.FLOAT_DTYPES, 4, "(B, C, H, W)")
     if metric not in METRICS:
         raise ValueError(f"`metric` must be one of {METRICS}; got {metric!r}")
-    guide = guide.to(torch.promote_types(guide.dtype, torch.float32))
-    batch, channels = guide.shape[:2]
-    vertical = _dissimilarity(guide[:, :, :-1, :].reshape(batch, channels, -1),
-                              guide[:, :, 1:, :].reshape(batch, channels, -1), metric)
-    horizontal = _dissimilarity(guide[:, :, :, :-1].reshape(batch, channels, -1),
-                                guide[:, :, :, 1:].reshape(batch, channels, -1), metric)
-    return torch.cat([vertical, horizontal], dim=1)
+    return torch.ops.tree_scan.grid_edge_weights(guide.detach(), metric)
 
 
 def grid_mst(guide: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
@@ -59,9 +47,7 @@ def grid_mst(guide: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
     Returns ``(B, H*W - 1, 2)`` int64 tree edges (see :func:`tree_scan.minimum_spanning_tree`).
     The tree carries no gradient.
     """
-    guide = _checks.tensor("guide", guide, _checks.FLOAT_DTYPES, 4, "(B, C, H, W)")
+    weights = grid_edge_weights(guide, metric)
     batch, _, height, width = guide.shape
-    with torch.no_grad():
-        weights = grid_edge_weights(guide.detach(), metric)
-        edges = grid_edges(height, width, guide.device).expand(batch, -1, -1)
-        return minimum_spanning_tree(edges, weights, height * width)
+    edges = grid_edges(height, width, guide.device).expand(batch, -1, -1)
+    return minimum_spanning_tree(edges, weights, height * width)

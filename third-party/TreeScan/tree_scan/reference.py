@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "grid_edge_weights",
     "minimum_spanning_tree",
     "bfs",
     "scan_all_roots",
@@ -26,6 +27,34 @@ __all__ = [
     "scan_all_roots_backward",
     "scan_causal_backward",
 ]
+
+
+def _dissimilarity(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
+    """Per-edge weight between feature columns ``a`` and ``b`` (B, C, N) -> (B, N)."""
+    if metric == "cosine":
+        # exp(-cos) as the release computes it; exp is increasing, so the tree is that of -cos.
+        return torch.exp(-torch.cosine_similarity(a, b, dim=1))
+    if metric == "euclidean":
+        return (a - b).square().sum(dim=1)
+    if metric == "manhattan":
+        return (a - b).abs().sum(dim=1)
+    raise ValueError(f"grid_edge_weights: metric must be cosine, euclidean or manhattan, got {metric!r}")
+
+
+def grid_edge_weights(guide: torch.Tensor, metric: str) -> torch.Tensor:
+    """``(B, E)`` weights of the grid edges: vertical edges, then horizontal ones, raster order.
+
+    float32 (float64 for a float64 guide). "cosine": ``exp(-cos)`` with each vector
+    normalised by ``max(|f|, 1e-8)`` as ``torch.cosine_similarity`` does; "euclidean":
+    squared L2 distance; "manhattan": L1 distance.
+    """
+    guide = guide.to(torch.promote_types(guide.dtype, torch.float32))
+    batch, channels = guide.shape[:2]
+    vertical = _dissimilarity(guide[:, :, :-1, :].reshape(batch, channels, -1),
+                              guide[:, :, 1:, :].reshape(batch, channels, -1), metric)
+    horizontal = _dissimilarity(guide[:, :, :, :-1].reshape(batch, channels, -1),
+                                guide[:, :, :, 1:].reshape(batch, channels, -1), metric)
+    return torch.cat([vertical, horizontal], dim=1)
 
 
 def minimum_spanning_tree(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_vertices: int) -> torch.Tensor:

@@ -6,13 +6,9 @@
 #pragma once
 
 #include <cstdint>
-
-#if defined(__CUDACC__)
-#define TREE_SCAN_HOST_DEVICE __host__ __device__
-#else
 #include <cstring>
-#define TREE_SCAN_HOST_DEVICE
-#endif
+
+#include "host_device.h"
 
 namespace tree_scan {
 

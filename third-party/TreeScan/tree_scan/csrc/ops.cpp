@@ -20,6 +20,9 @@ TORCH_LIBRARY(tree_scan, m) {
   // torch imports this module on its own when it needs them.
   m.set_python_module("tree_scan._library");
 
+  // (B, C, H, W) guide -> (B, E) weights of the 4-connected grid edges (SPEC §1):
+  // vertical edges then horizontal ones, raster order; metric cosine/euclidean/manhattan.
+  m.def("grid_edge_weights(Tensor guide, str metric) -> Tensor");
   // (B, E, 2) candidate edges, (B, E) weights -> (B, V-1, 2) tree edges in
   // increasing candidate order; rows of -1 pad a spanning forest.
   m.def("minimum_spanning_tree(Tensor edge_index, Tensor edge_weight, int num_vertices) -> Tensor");

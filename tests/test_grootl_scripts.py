@@ -1,0 +1,71 @@
+"""The release-style entry scripts end to end on a tiny model: st_train.sh (DDP over two CPU
+processes through torchrun), merge.sh, eval.sh on a local task file. Offline."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grootl.testing import save_tiny_checkpoint, write_alpaca_json
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def run_script(script, env, *args):
+    result = subprocess.run(
+        ["bash", str(REPOSITORY / "GrootL" / script), *args],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_train_merge_evaluate_with_the_scripts(tmp_path):
+    save_tiny_checkpoint(tmp_path / "base", seed=2)
+    write_alpaca_json(tmp_path / "data.json", count=8)
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        MODEL_PATH=str(tmp_path / "base"),
+        DATA_PATH=str(tmp_path / "data.json"),
+        OUTPUT_DIR=str(tmp_path / "run"),
+        NPROC="2",
+        MASTER_PORT=str(random.randint(20000, 40000)),
+    )
+    run_script(
+        "st_train.sh", env,
+        "--max_steps", "2", "--save_steps", "2", "--bf16", "False", "--use_cpu", "True",
+        "--model_max_length", "64", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--disable_tqdm", "True",
+    )  # fmt: skip
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert (tmp_path / "run" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+
+    env.update(BASE_MODEL=str(tmp_path / "base"), PEFT_MODEL=str(tmp_path / "run"), SAVE_PATH=str(tmp_path / "merged"))
+    run_script("merge.sh", env)
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["architectures"] == ["MambaForCausalLM"]
+
+    env.update(
+        MODEL_PATH=str(tmp_path / "merged"),
+        TASKS="grootl_local_mc",
+        INCLUDE_PATH="configs/lm_eval",
+        DEVICE="cpu",
+        BATCH_SIZE="4",
+        OUTPUT=str(tmp_path / "results.json"),
+    )
+    printed = run_script("eval.sh", env, "--limit", "4")
+    assert "| GrootL (paper) |" in printed
+    assert "acc,none" in json.loads((tmp_path / "results.json").read_text())["results"]["grootl_local_mc"]

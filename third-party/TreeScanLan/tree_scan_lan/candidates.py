@@ -69,15 +69,19 @@ def candidate_edges(seq_len: int, prompt_lengths, device=None) -> torch.Tensor:
 def candidate_edge_weights(features: torch.Tensor) -> torch.Tensor:
     """``(B, 3 (L-1))`` weights ``exp(-cos)`` of every candidate slot, over the channels of ``features (B, C, L)``.
 
+    Each token's norm is computed once and the cosines come from row-wise dot products,
+    which reads a token-major (``(B, L, C)`` in memory) input without copies; the values
+    are those of ``torch.cosine_similarity`` (each vector normalised by ``max(|f|, 1e-8)``).
     Slots without an edge get a weight too; their self-loops are never chosen.
     """
-    features = features.to(torch.promote_types(features.dtype, torch.float32))
-    batch, _, length = features.shape
-    weights = features.new_zeros(batch, max(length - 1, 0), MAX_DISTANCE)
+    tokens = features.transpose(1, 2).to(torch.promote_types(features.dtype, torch.float32))
+    batch, length, _ = tokens.shape
+    inverse_norm = 1.0 / torch.linalg.vector_norm(tokens, dim=-1).clamp_min(1e-8)
+    weights = tokens.new_zeros(batch, max(length - 1, 0), MAX_DISTANCE)
     for d in range(1, MAX_DISTANCE + 1):
         if length > d:
-            cosine = torch.cosine_similarity(features[:, :, :-d], features[:, :, d:], dim=1)
-            weights[:, : length - d, d - 1] = torch.exp(-cosine)
+            dot = torch.einsum("blc,blc->bl", tokens[:, :-d], tokens[:, d:])
+            weights[:, : length - d, d - 1] = torch.exp(-(dot * inverse_norm[:, :-d] * inverse_norm[:, d:]))
     return weights.reshape(batch, -1)
 
 

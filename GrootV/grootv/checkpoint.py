@@ -1,0 +1,165 @@
+"""Loading GrootV weights: the release's checkpoint files, our own, or a bare state_dict.
+
+A checkpoint that does not fit the model is an error that lists every missing key,
+every unexpected key and every shape mismatch, never a log line that is easy to miss.
+
+    model = grootv.models.GrootV(channels=80, depths=[2, 2, 9, 2])
+    grootv.load_checkpoint(model, "grootv_t_1k_224.pth")                # its "model" entry
+    grootv.load_checkpoint(model, "grootv_t_1k_224.pth", use_ema=True)  # its "model_ema" entry
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointMismatchError", "LoadResult", "extract_state_dict", "load_checkpoint"]
+
+# Where training scripts put the weights: the release (and InternImage/Swin) use
+# "model"/"model_ema", timm's train.py "state_dict"/"state_dict_ema".
+_PLAIN_KEYS = ("model", "state_dict")
+_EMA_KEYS = ("model_ema", "state_dict_ema")
+_SHOWN = 30  # keys listed per kind in an error message
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes do not match the model's."""
+
+
+@dataclass
+class LoadResult:
+    """What was loaded: the checkpoint entry used and what did not fit (empty when strict)."""
+
+    source: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+
+def _pick(checkpoint: Mapping, use_ema: bool | None) -> tuple[str | None, Mapping]:
+    plain = next((k for k in _PLAIN_KEYS if k in checkpoint), None)
+    ema = next((k for k in _EMA_KEYS if k in checkpoint), None)
+    if plain is None and ema is None:
+        if use_ema:
+            raise ValueError("`use_ema=True` but the checkpoint is a bare state_dict (no 'model_ema' entry)")
+        return None, checkpoint
+    if use_ema is None:
+        key = plain or ema
+    else:
+        key = ema if use_ema else plain
+        if key is None:
+            wanted = "/".join(_EMA_KEYS if use_ema else _PLAIN_KEYS)
+            raise ValueError(f"`use_ema={use_ema}` but the checkpoint has no {wanted} entry; "
+                             f"it has {sorted(map(str, checkpoint))}")
+    return key, checkpoint[key]
+
+
+def extract_state_dict(checkpoint: Mapping, use_ema: bool | None = None) -> dict[str, torch.Tensor]:
+    """The model weights inside a loaded checkpoint object.
+
+    Args:
+        checkpoint: a dict with a "model" and/or "model_ema" entry (the release's files;
+            "state_dict"/"state_dict_ema" as timm writes them are accepted too), or a bare
+            state_dict.
+        use_ema: None takes "model" when present, else "model_ema"; True/False require
+            the EMA or the plain weights.
+
+    A "module." prefix on every key (a model saved from inside DistributedDataParallel)
+    is removed.
+    """
+    return _extract(checkpoint, use_ema)[1]
+
+
+def _extract(checkpoint: Mapping, use_ema: bool | None) -> tuple[str, dict[str, torch.Tensor]]:
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"`checkpoint` must be a dict (a state_dict or a training checkpoint), "
+                        f"got {type(checkpoint).__name__}")
+    if use_ema is not None and not isinstance(use_ema, bool):
+        raise TypeError(f"`use_ema` must be None or a bool, got {type(use_ema).__name__}")
+    key, state_dict = _pick(checkpoint, use_ema)
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"checkpoint entry {key!r} must be a state_dict, got {type(state_dict).__name__}")
+    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        where = f"entry {key!r}" if key else "the checkpoint"
+        raise ValueError(
+            f"{where} is not a state_dict: {not_tensors[:5]} hold no tensors. Expected a dict of tensors "
+            f"or a training checkpoint with a {'/'.join(_PLAIN_KEYS + _EMA_KEYS)} entry"
+        )
+    state_dict = dict(state_dict)
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    return key or "state_dict", state_dict
+
+
+def _listing(title: str, keys: list[str]) -> str:
+    shown = "\n".join(f"    {k}" for k in keys[:_SHOWN])
+    more = f"\n    ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return f"  {title} ({len(keys)}):\n{shown}{more}"
+
+
+def _read(path: str | os.PathLike, map_location, trusted: bool) -> Mapping:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`checkpoint` file not found: {os.fspath(path)!r}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds objects besides tensors (the release's training checkpoints keep "
+            f"their yacs config), which torch only unpickles when asked. If you trust the file, pass "
+            f"`trusted=True`. ({error})"
+        ) from error
+
+
+def load_checkpoint(
+    model: nn.Module,
+    checkpoint: str | os.PathLike | Mapping,
+    *,
+    use_ema: bool | None = None,
+    strict: bool = True,
+    map_location="cpu",
+    trusted: bool = False,
+) -> LoadResult:
+    """Load weights into ``model``, failing loudly when they do not fit.
+
+    Args:
+        model: the model to load into (e.g. a :class:`grootv.models.GrootV`).
+        checkpoint: a file path, or an already loaded checkpoint / state_dict.
+        use_ema: see :func:`extract_state_dict`.
+        strict: raise :class:`CheckpointMismatchError` listing every missing key,
+            unexpected key and shape mismatch (default). With False the fitting tensors
+            are loaded and the rest reported in a warning and in the result.
+        map_location: for ``torch.load``.
+        trusted: allow unpickling non-tensor objects (``torch.load(weights_only=False)``);
+            only for files from a trusted source.
+
+    Returns a :class:`LoadResult`.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = _read(checkpoint, map_location, trusted)
+    source, state_dict = _extract(checkpoint, use_ema)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape
+    ]
+    problems = [_listing(title, keys) for title, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    if problems:
+        message = (f"checkpoint entry {source!r} does not match {type(model).__name__}:\n" + "\n".join(problems))
+        if strict:
+            raise CheckpointMismatchError(message)
+        warnings.warn(message + "\n  (strict=False: those stay as initialised)", stacklevel=2)
+    fitting = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k].shape}
+    model.load_state_dict(fitting, strict=not problems)
+    return LoadResult(source, missing, unexpected, [m.split(":")[0] for m in mismatched])

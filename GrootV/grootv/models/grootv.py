@@ -1,0 +1,472 @@
+"""GrootV: the tree-topology SSM vision backbone (GrootVL, NeurIPS 2024), timm style.
+
+Image -> stem (two stride-2 convs) -> four levels, each a stack of
+``x + DropPath(Tree_SSM(LN(x)))``, ``x + DropPath(MLP(LN(x)))`` blocks, an LN and a
+stride-2 conv downsampling -> head (1x1 conv to 1.5x the width, BN, GELU, average pool,
+linear). The layout is InternImage's, as in the release; features stay channels-last
+``(B, H, W, C)`` between blocks.
+
+Module and parameter names are the release's (``patch_embed``, ``levels.i.blocks.j.TreeSSM``,
+``conv_head``, ``head``, the indices inside the norm ``Sequential``\\ s included), so its
+checkpoints load with ``strict=True``. ``import grootv`` registers ``grootv_tiny``,
+``grootv_small`` and ``grootv_base`` with timm.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..checkpoint import extract_state_dict
+from .tree_ssm import METRICS, ROOTS, SCANS, Tree_SSM, check_choice
+
+__all__ = ["GrootV", "GrootVLayer", "GrootVLevel", "checkpoint_filter_fn"]
+
+NORM_LAYERS = ("LN", "BN")
+ACT_LAYERS = ("GELU", "ReLU", "SiLU")
+DROP_PATH_TYPES = ("linear", "uniform")
+
+
+class _ToChannelsFirst(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class _ToChannelsLast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+def norm_layer_for(channels: int, kind: str, channels_first_in: bool = False,
+                   channels_first_out: bool = False) -> nn.Sequential:
+    """LN or BN wrapped in the permutes it needs, as a ``Sequential``.
+
+    The permutes sit at the same indices as in the release (``norm1.1.weight`` for an LN
+    between two permutes), which is what keeps the checkpoint keys identical.
+    """
+    layers: list[nn.Module] = []
+    if kind == "LN":
+        if channels_first_in:
+            layers.append(_ToChannelsLast())
+        layers.append(nn.LayerNorm(channels, eps=1e-6))
+        if channels_first_out:
+            layers.append(_ToChannelsFirst())
+    else:
+        if not channels_first_in:
+            layers.append(_ToChannelsFirst())
+        layers.append(nn.BatchNorm2d(channels))
+        if not channels_first_out:
+            layers.append(_ToChannelsLast())
+    return nn.Sequential(*layers)
+
+
+def act_layer_for(kind: str) -> nn.Module:
+    return {"GELU": nn.GELU, "ReLU": lambda: nn.ReLU(inplace=True), "SiLU": lambda: nn.SiLU(inplace=True)}[kind]()
+
+
+class StemLayer(nn.Module):
+    """Two 3x3 stride-2 convs: image (B, 3, H, W) -> channels-last (B, H/4, W/4, C)."""
+
+    def __init__(self, in_chans: int, out_chans: int, act_layer: str, norm_layer: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, out_chans // 2, 3, stride=2, padding=1)
+        self.norm1 = norm_layer_for(out_chans // 2, norm_layer, True, True)
+        self.act = act_layer_for(act_layer)
+        self.conv2 = nn.Conv2d(out_chans // 2, out_chans, 3, stride=2, padding=1)
+        self.norm2 = norm_layer_for(out_chans, norm_layer, True, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+class DownsampleLayer(nn.Module):
+    """3x3 stride-2 conv doubling the channels, channels-last in and out."""
+
+    def __init__(self, channels: int, norm_layer: str):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1, bias=False)
+        self.norm = norm_layer_for(2 * channels, norm_layer, True, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x.permute(0, 3, 1, 2)))
+
+
+class MLPLayer(nn.Module):
+    def __init__(self, in_features: int, hidden_features: int, act_layer: str, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer_for(act_layer)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class GrootVLayer(nn.Module):
+    """One block: Tree_SSM and MLP residual branches (pre-norm, or post-norm if asked)."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float, act_layer: str,
+                 post_norm: bool, layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str):
+        super().__init__()
+        self.with_cp = with_cp
+        self.post_norm = post_norm
+        self.norm1 = norm_layer_for(channels, "LN")
+        # The release's settings: d_state 1, d_inner = 2 * channels, 3x3 conv without bias.
+        self.TreeSSM = Tree_SSM(channels, ssm_ratio=2.0, d_conv=3, conv_bias=False, metric=metric, root=root,
+                                scan=scan)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer_for(channels, "LN")
+        self.mlp = MLPLayer(channels, int(channels * mlp_ratio), act_layer, drop)
+        self.layer_scale = layer_scale is not None
+        if self.layer_scale:
+            self.gamma1 = nn.Parameter(torch.full((channels,), float(layer_scale)))
+            self.gamma2 = nn.Parameter(torch.full((channels,), float(layer_scale)))
+
+    def _branches(self, x: torch.Tensor, tree):
+        gamma1 = self.gamma1 if self.layer_scale else 1.0
+        gamma2 = self.gamma2 if self.layer_scale else 1.0
+        if self.post_norm:
+            mixed, tree = self.TreeSSM(x, tree)
+            x = x + self.drop_path(gamma1 * self.norm1(mixed))
+            x = x + self.drop_path(gamma2 * self.norm2(self.mlp(x)))
+        else:
+            mixed, tree = self.TreeSSM(self.norm1(x), tree)
+            x = x + self.drop_path(gamma1 * mixed)
+            x = x + self.drop_path(gamma2 * self.mlp(self.norm2(x)))
+        return x, tree
+
+    def forward(self, x: torch.Tensor, tree=None):
+        """``x (B, H, W, C)``, optional shared tree -> ``(x, tree used)``."""
+        if self.with_cp and x.requires_grad and torch.is_grad_enabled():
+            # Non-reentrant: it passes the TreeOrder through, and recomputing rebuilds
+            # the same tree (the MST is a pure function of its input).
+            return checkpoint(self._branches, x, tree, use_reentrant=False)
+        return self._branches(x, tree)
+
+
+class GrootVLevel(nn.Module):
+    """A stage: ``depth`` blocks, a LayerNorm, and the downsampling to the next stage.
+
+    ``share_tree`` (GrootV-T*, the paper's Table 7): the first block builds its tree from
+    its own scan input as usual and every later block of the stage scans along that
+    same tree, so the stage builds one tree instead of ``depth``.
+    """
+
+    def __init__(self, channels: int, depth: int, downsample: bool, mlp_ratio: float, drop: float,
+                 drop_path: list[float], act_layer: str, norm_layer: str, post_norm: bool,
+                 layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str, share_tree: bool):
+        super().__init__()
+        self.post_norm = post_norm
+        self.share_tree = share_tree
+        self.blocks = nn.ModuleList([
+            GrootVLayer(channels, mlp_ratio, drop, drop_path[i], act_layer, post_norm, layer_scale, with_cp,
+                        metric, root, scan)
+            for i in range(depth)
+        ])
+        self.norm = norm_layer_for(channels, "LN")
+        self.downsample = DownsampleLayer(channels, norm_layer) if downsample else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, H, W, C)`` -> ``(input of the next stage, this stage's features)``."""
+        tree = None
+        for block in self.blocks:
+            x, built = block(x, tree)
+            if self.share_tree:
+                tree = built
+        # The release skips this norm under post_norm unless `center_feature_scale`, an
+        # attribute it never defines (post_norm=True raised AttributeError there); without
+        # that option what it meant is: with post_norm, no extra norm.
+        if not self.post_norm:
+            x = self.norm(x)
+        features = x
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return x, features
+
+
+class GrootV(nn.Module):
+    """The GrootV backbone and classifier.
+
+    Args (the release's, same defaults):
+        channels: width of the first stage (doubles at every stage).
+        depths: blocks per stage.
+        num_classes: classifier outputs; 0 leaves the head an identity.
+        mlp_ratio: MLP hidden width / channels.
+        drop_rate: dropout after the stem and inside the MLPs.
+        drop_path_rate, drop_path_type: stochastic depth, "linear" (0 -> rate over the
+            blocks) or "uniform" (rate everywhere).
+        act_layer: "GELU", "ReLU" or "SiLU" (stem, MLPs, head).
+        norm_layer: "LN" or "BN" for the stem and the downsampling.
+        layer_scale: initial per-channel scale of the residual branches, or None.
+        post_norm: normalise the branch outputs instead of their inputs.
+        with_cp: gradient checkpointing of every block (see ``set_grad_checkpointing``).
+        cls_scale: head width = ``cls_scale`` x the last stage's width.
+    Variant switches (defaults reproduce the release):
+        metric: tree edge weight, "cosine", "euclidean" or "manhattan" (Table 5).
+        root: "all", "first" or "last" (Table 6).
+        scan: "tree" or "raster" (Table 4).
+        share_tree: one tree per stage, shared by its blocks (GrootV-T*, Table 7).
+        in_chans: image channels.
+    """
+
+    def __init__(
+        self,
+        channels: int = 64,
+        depths: tuple[int, ...] | list[int] = (3, 4, 18, 5),
+        num_classes: int = 1000,
+        mlp_ratio: float = 4.0,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.2,
+        drop_path_type: str = "linear",
+        act_layer: str = "GELU",
+        norm_layer: str = "LN",
+        layer_scale: float | None = None,
+        post_norm: bool = False,
+        with_cp: bool = False,
+        cls_scale: float = 1.5,
+        *,
+        metric: str = "cosine",
+        root: str = "all",
+        scan: str = "tree",
+        share_tree: bool = False,
+        in_chans: int = 3,
+    ):
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
+            raise ValueError(f"`channels` must be an int >= 2, got {channels!r}")
+        depths = list(depths)
+        if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
+            raise ValueError(f"`depths` must be a non-empty list of positive ints, got {depths!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"`num_classes` must be an int >= 0, got {num_classes!r}")
+        check_choice("drop_path_type", drop_path_type, DROP_PATH_TYPES)
+        check_choice("act_layer", act_layer, ACT_LAYERS)
+        check_choice("norm_layer", norm_layer, NORM_LAYERS)
+        check_choice("metric", metric, METRICS)
+        check_choice("root", root, ROOTS)
+        check_choice("scan", scan, SCANS)
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f"`drop_path_rate` must be in [0, 1), got {drop_path_rate}")
+        if not 0 <= drop_rate < 1:
+            raise ValueError(f"`drop_rate` must be in [0, 1), got {drop_rate}")
+        if mlp_ratio <= 0 or cls_scale <= 0:
+            raise ValueError(f"`mlp_ratio` and `cls_scale` must be positive, got {mlp_ratio} and {cls_scale}")
+
+        self.num_classes = num_classes
+        self.num_levels = len(depths)
+        self.depths = depths
+        self.channels = channels
+        self.post_norm = post_norm
+        self.mlp_ratio = mlp_ratio
+        self.act_layer = act_layer
+        self.drop_rate = drop_rate
+        widths = [channels * 2**i for i in range(self.num_levels)]
+        # timm's convention: num_features is what forward_features returns and the head
+        # reads, here the output of conv_head (the release's name for widths[-1] was
+        # num_features; it is `widths[-1]` here, kept in feature_info).
+        self.num_features = self.head_hidden_size = int(widths[-1] * cls_scale)
+
+        self.patch_embed = StemLayer(in_chans, channels, act_layer, norm_layer)
+        self.pos_drop = nn.Dropout(p=drop_rate)
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
+        if drop_path_type == "uniform":
+            rates = [drop_path_rate] * sum(depths)
+        self.levels = nn.ModuleList()
+        for i, width in enumerate(widths):
+            self.levels.append(GrootVLevel(
+                width, depths[i], i < self.num_levels - 1, mlp_ratio, drop_rate,
+                rates[sum(depths[:i]):sum(depths[:i + 1])], act_layer, norm_layer, post_norm, layer_scale,
+                with_cp, metric, root, scan, share_tree,
+            ))
+        self.feature_info = [
+            dict(num_chs=width, reduction=4 * 2**i, module=f"levels.{i}") for i, width in enumerate(widths)
+        ]
+        self.conv_head = nn.Sequential(
+            nn.Conv2d(widths[-1], self.num_features, kernel_size=1, bias=False),
+            norm_layer_for(self.num_features, "BN", True, True),
+            act_layer_for(act_layer),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # As the release: only Linear and LayerNorm are re-initialised; convs, BN and the
+        # SSM's own parameters keep their constructors' initialisation.
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # timm model interface ------------------------------------------------------------
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """The SSM's A_logs and Ds, as the release marks them (norms and biases are 1-D anyway)."""
+        return {name for name, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r"^patch_embed",
+            blocks=r"^levels\.(\d+)" if coarse else [
+                (r"^levels\.(\d+)\.blocks\.(\d+)", None),
+                (r"^levels\.(\d+)\.(?:norm|downsample)", (99999,)),
+                (r"^conv_head", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for level in self.levels:
+            for block in level.blocks:
+                block.with_cp = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"`global_pool` must be 'avg' (the only pooling GrootV has), got {global_pool!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"`num_classes` must be an int >= 0, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """The normalised output of each stage before its downsampling, NCHW, strides 4/8/16/32.
+
+        ``indices``: stages to return (int = the last n; None = all). ``norm`` has no
+        effect (every stage output is already normalised). Returns the list, or
+        ``(forward_features(x), list)`` unless ``intermediates_only``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"`output_fmt` must be 'NCHW', got {output_fmt!r}")
+        take, last = feature_take_indices(len(self.levels), indices)
+        intermediates = []
+        x = self.pos_drop(self.patch_embed(x))
+        levels = self.levels[:last + 1] if stop_early or intermediates_only else self.levels
+        for i, level in enumerate(levels):
+            x, features = level(x)
+            if i in take:
+                intermediates.append(features.permute(0, 3, 1, 2))
+        if intermediates_only:
+            return intermediates
+        return self.conv_head(x.permute(0, 3, 1, 2)), intermediates
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop what the requested stages do not need (later stages, the head)."""
+        take, last = feature_take_indices(len(self.levels), indices)
+        self.levels = self.levels[:last + 1]
+        self.levels[-1].downsample = None
+        if prune_head or last < self.num_levels - 1:
+            self.conv_head = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+            self.reset_classifier(0)
+        return take
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image ``(B, in_chans, H, W)`` -> ``(B, num_features, H/32, W/32)`` (after conv_head)."""
+        x = self.pos_drop(self.patch_embed(x))
+        for level in self.levels:
+            x, _ = level(x)
+        return self.conv_head(x.permute(0, 3, 1, 2))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def checkpoint_filter_fn(state_dict: dict, model: GrootV) -> dict:
+    """The release's checkpoint files (``model``/``model_ema`` inside, DDP prefixes) -> our keys.
+
+    Names are the release's already, so this only unwraps. Note that timm's file loader
+    picks the entry before this runs and prefers ``model_ema`` when present; to choose,
+    use :func:`grootv.load_checkpoint` (``use_ema``). A head of another size is left to
+    timm (``pretrained_cfg['classifier']`` names it and timm drops it).
+    """
+    return extract_state_dict(state_dict)
+
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 1.0,  # the release evaluates at crop ratio 1.0: resize the short side to 224, centre-crop 224
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "patch_embed.conv1",
+        "classifier": "head",
+        "license": "mit",
+        "paper_ids": "arXiv:2406.02395",
+        "paper_name": "GrootVL: Tree Topology is All You Need in State Space Model",
+        "origin_url": "https://github.com/EasonXiao-888/GrootVL",
+        **kwargs,
+    }
+
+
+# The released ImageNet-1k weights are not hosted for timm: load them with
+# ``pretrained=True, pretrained_cfg_overlay=dict(file="grootv_t_1k_224.pth")``.
+default_cfgs = generate_default_cfgs({
+    "grootv_tiny.in1k": _cfg(),
+    "grootv_small.in1k": _cfg(),
+    "grootv_base.in1k": _cfg(),
+})
+
+
+def _create_grootv(variant: str, pretrained: bool = False, **kwargs) -> GrootV:
+    return build_model_with_cfg(
+        GrootV, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+        **kwargs,
+    )
+
+
+# The paper's models, as the release's yaml configs set them (drop_path_rate is the
+# training value; mlp_ratio 4, no layer scale, pre-norm and cls_scale 1.5 are defaults).
+@register_model
+def grootv_tiny(pretrained: bool = False, **kwargs) -> GrootV:
+    """GrootV-T: 29,958,600 parameters, 4.8 GFLOPs at 224 (paper: 83.4% ImageNet top-1)."""
+    model_args = dict(channels=80, depths=[2, 2, 9, 2], drop_path_rate=0.1)
+    return _create_grootv("grootv_tiny", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def grootv_small(pretrained: bool = False, **kwargs) -> GrootV:
+    """GrootV-S: 51,331,624 parameters, 8.5 GFLOPs at 224 (paper: 84.2% ImageNet top-1)."""
+    model_args = dict(channels=96, depths=[2, 2, 13, 2], drop_path_rate=0.3)
+    return _create_grootv("grootv_small", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def grootv_base(pretrained: bool = False, **kwargs) -> GrootV:
+    """GrootV-B: 90,597,096 parameters, 15.1 GFLOPs at 224 (paper: 84.8% ImageNet top-1)."""
+    model_args = dict(channels=128, depths=[2, 2, 13, 2], drop_path_rate=0.5)
+    return _create_grootv("grootv_base", pretrained, **dict(model_args, **kwargs))

@@ -1,0 +1,189 @@
+"""Draw what one GrootV block's tree scan connects a pixel to (the paper's Fig. 4).
+
+For an image and a pixel, the affinity of every other pixel j is S(i, j): the product,
+averaged over channels, of the block's per-pixel decays Ā = exp(ΔA) along the path from
+i to j — the weight with which x_j enters the scan's output at i. It is drawn twice:
+along the block's tree (a minimum spanning tree of its features, which follows the
+image's structure) and along the raster-order chain a plain sequence scan would use,
+with the same decays. A second PNG draws the tree itself over the image.
+
+    python scripts/visualize_affinity.py --image photo.jpg --pixel 120 100 --out assets/affinity
+    python scripts/visualize_affinity.py --image photo.jpg --checkpoint grootv_t_1k_224.pth --ema
+
+writes ``<out>_affinity.png`` and ``<out>_tree.png``. Without --checkpoint the model has
+random weights (seeded): the tree still follows the image, the decays are their
+initial values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import timm
+import torch
+from PIL import Image
+
+import grootv
+import tree_scan
+from grootv.models.tree_ssm import raster_chain
+
+
+def load_image(path: str, size: int, crop_pct: float, mean, std) -> tuple[torch.Tensor, np.ndarray]:
+    """The model's evaluation view of an image: resize to size / crop_pct, centre crop.
+
+    Returns the normalised ``(1, 3, size, size)`` tensor and the crop as uint8 RGB.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--image not found: {path!r}")
+    image = Image.open(path).convert("RGB")
+    scale = int(round(size / crop_pct)) / min(image.size)
+    image = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
+                         Image.BICUBIC)
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    crop = np.array(image.crop((left, top, left + size, top + size)))
+    tensor = torch.from_numpy(crop).permute(2, 0, 1).float().div(255)
+    tensor = (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    return tensor.unsqueeze(0), crop
+
+
+def capture_block(model, image: torch.Tensor, level: int, block: int):
+    """Run the model; return the decays ``(D, H*W)``, tree and grid ``(H, W)`` of one block's scan."""
+    if not 0 <= level < len(model.levels):
+        raise ValueError(f"--level must be in [0, {len(model.levels)}), got {level}")
+    if not 0 <= block < len(model.levels[level].blocks):
+        raise ValueError(f"--block must be in [0, {len(model.levels[level].blocks)}) at level {level}, got {block}")
+    ssm = model.levels[level].blocks[block].TreeSSM
+    seen = {}
+    scan_along = ssm.scan_along
+
+    # An instance attribute shadows the method for this one block: the scan's own
+    # inputs are recorded without a second copy of the block's arithmetic.
+    def recording_scan(u, decay, tree):
+        seen.update(decay=decay[0].detach(), tree=tree)
+        return scan_along(u, decay, tree)
+
+    ssm.scan_along = recording_scan
+    grid = ssm.register_forward_pre_hook(lambda module, args: seen.update(grid=tuple(args[0].shape[1:3])))
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        del ssm.scan_along
+        grid.remove()
+    return seen["decay"], seen["tree"], seen["grid"]
+
+
+def affinity(decay: torch.Tensor, order: tree_scan.TreeOrder, pixel: int) -> torch.Tensor:
+    """``S(pixel, j)`` for every j, averaged over channels: the all-roots scan of a one-hot."""
+    one_hot = torch.zeros_like(decay)
+    one_hot[:, pixel] = 1
+    return tree_scan.tree_scan(one_hot.unsqueeze(0), decay.unsqueeze(0), order)[0].mean(0)
+
+
+def first_tree(order: tree_scan.TreeOrder) -> tree_scan.TreeOrder:
+    return tree_scan.TreeOrder(order.order[:1], order.parent[:1])
+
+
+def draw(crop: np.ndarray, pixel_xy, maps: dict[str, np.ndarray], tree_edges: np.ndarray, grid, stride: float,
+         prefix: str, title: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    size = crop.shape[0]
+    extent = (0, size, size, 0)
+    grey = crop.mean(axis=2)
+    figure, axes = plt.subplots(1, 1 + len(maps), figsize=(3.2 * (1 + len(maps)), 3.5))
+    axes[0].imshow(crop)
+    axes[0].set_title("input")
+    for axis, (name, values) in zip(axes[1:], maps.items()):
+        axis.imshow(grey, cmap="gray", extent=extent)
+        axis.imshow(values.reshape(grid), cmap="jet", alpha=0.6, extent=extent, vmin=0, vmax=values.max())
+        axis.set_title(name)
+    for axis in axes:
+        axis.plot(*pixel_xy, marker="*", color="white", markeredgecolor="black", markersize=14)
+        axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    affinity_png = f"{prefix}_affinity.png"
+    figure.savefig(affinity_png, dpi=100)
+    plt.close(figure)
+
+    # Tree edges between cell centres, in image coordinates.
+    rows, cols = np.divmod(tree_edges, grid[1])
+    segments = np.stack([(cols + 0.5) * stride, (rows + 0.5) * stride], axis=-1)
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.imshow(crop)
+    axis.add_collection(LineCollection(segments, colors="cyan", linewidths=0.8, alpha=0.9))
+    axis.plot(*pixel_xy, marker="*", color="white", markeredgecolor="black", markersize=14)
+    axis.set_xlim(0, size)
+    axis.set_ylim(size, 0)
+    axis.axis("off")
+    axis.set_title(f"the scan's tree ({grid[0]}x{grid[1]} grid)", fontsize=9)
+    figure.tight_layout()
+    tree_png = f"{prefix}_tree.png"
+    figure.savefig(tree_png, dpi=100)
+    plt.close(figure)
+    return [affinity_png, tree_png]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", required=True, help="an image file (any size; centre-cropped)")
+    parser.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"),
+                        help="in the img-size crop; default: its centre")
+    parser.add_argument("--model", default="grootv_tiny", help="timm name (default grootv_tiny)")
+    parser.add_argument("--checkpoint", help="weights (the release's files or ours); default: random, seeded")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the checkpoint's head")
+    parser.add_argument("--ema", action="store_true", help="take the checkpoint's model_ema entry")
+    parser.add_argument("--trusted", action="store_true", help="allow pickled objects in the checkpoint file")
+    parser.add_argument("--level", type=int, default=0, help="stage of the block (0 = stride 4)")
+    parser.add_argument("--block", type=int, default=0, help="block within the stage")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="affinity", help="output prefix (default ./affinity)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> list[str]:
+    args = parse_args(argv)
+    if args.img_size < 32:
+        raise ValueError(f"--img-size must be at least 32, got {args.img_size}")
+    torch.manual_seed(args.seed)
+    model = timm.create_model(args.model, num_classes=args.num_classes).eval()
+    if args.checkpoint:
+        grootv.load_checkpoint(model, args.checkpoint, use_ema=True if args.ema else None, trusted=args.trusted)
+    cfg = model.pretrained_cfg
+    image, crop = load_image(args.image, args.img_size, cfg["crop_pct"], cfg["mean"], cfg["std"])
+    row, col = args.pixel if args.pixel else (args.img_size // 2, args.img_size // 2)
+    if not (0 <= row < args.img_size and 0 <= col < args.img_size):
+        raise ValueError(f"--pixel must lie in the {args.img_size}x{args.img_size} crop, got {row} {col}")
+
+    decay, tree, grid = capture_block(model, image, args.level, args.block)
+    stride = args.img_size / grid[0]
+    pixel = min(int(row / stride), grid[0] - 1) * grid[1] + min(int(col / stride), grid[1] - 1)
+    tree = first_tree(tree)
+    chain = tree_scan.bfs(raster_chain(1, *grid))
+    ssm = model.levels[args.level].blocks[args.block].TreeSSM
+    name = "tree" if ssm.scan == "tree" else "raster (the model's)"
+    maps = {f"{name} scan affinity": affinity(decay, tree, pixel).numpy(),
+            "raster scan affinity": affinity(decay, chain, pixel).numpy()}
+    children = torch.nonzero(tree.parent[0] >= 0).squeeze(1)
+    edges = torch.stack([children, tree.parent[0, children]], 1).numpy()
+    weights = (f"checkpoint {os.path.basename(args.checkpoint)}" if args.checkpoint
+               else f"random weights, seed {args.seed}")
+    title = f"{args.model}, level {args.level} block {args.block}, {weights}"
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    paths = draw(crop, (col, row), maps, edges, grid, stride, args.out, title)
+    for path in paths:
+        print(path)
+    return paths
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,64 @@
+"""scripts/visualize_affinity.py: the affinity maps it draws, and a run end to end."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tree_scan
+from grootv.models import GrootV
+from grootv.models.tree_ssm import raster_chain
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "visualize_affinity.py")
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("visualize_affinity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_affinity_is_the_path_product(script, generator):
+    # On a chain, S(i, j) is the product of the child-side weights between i and j.
+    decay = torch.rand(3, 10, generator=generator, dtype=torch.float64)
+    chain = tree_scan.bfs(raster_chain(1, 2, 5))
+    got = script.affinity(decay, chain, 4)
+    want = torch.stack([torch.prod(decay[:, min(j, 4) + 1:max(j, 4) + 1], dim=1) for j in range(10)], 1).mean(0)
+    torch.testing.assert_close(got, want)
+    assert got[4] == 1
+
+
+def test_capture_block_records_the_blocks_own_scan(script):
+    model = GrootV(channels=8, depths=[1, 2, 1, 1], share_tree=True).eval()
+    decay, tree, grid = script.capture_block(model, torch.randn(1, 3, 64, 48), level=1, block=1)
+    assert grid == (8, 6) and decay.shape == (32, 48) and tree.order.shape == (1, 48)
+    assert ((decay > 0) & (decay < 1)).all()
+    assert "scan_along" not in vars(model.levels[1].blocks[1].TreeSSM)  # restored
+    with pytest.raises(ValueError, match="--block"):
+        script.capture_block(model, torch.randn(1, 3, 64, 48), level=1, block=2)
+
+
+def test_end_to_end_writes_both_pngs(script, tmp_path):
+    image = (np.indices((90, 120)).sum(0) % 40 < 20)[..., None] * np.array([200, 60, 20], dtype=np.uint8)
+    path = tmp_path / "stripes.png"
+    Image.fromarray(image.astype(np.uint8)).save(path)
+    out = tmp_path / "figures" / "example"
+    written = script.main(["--image", str(path), "--img-size", "64", "--pixel", "10", "50", "--out", str(out),
+                           "--level", "1"])
+    assert written == [f"{out}_affinity.png", f"{out}_tree.png"]
+    for png in written:
+        assert Image.open(png).size[0] > 200
+
+
+def test_bad_arguments(script, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--image"):
+        script.main(["--image", str(tmp_path / "none.jpg")])
+    Image.new("RGB", (40, 40)).save(tmp_path / "black.png")
+    with pytest.raises(ValueError, match="--pixel"):
+        script.main(["--image", str(tmp_path / "black.png"), "--img-size", "32", "--pixel", "40", "0",
+                     "--out", str(tmp_path / "x")])

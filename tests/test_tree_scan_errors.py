@@ -11,6 +11,9 @@ WEIGHTS = torch.tensor([[0.5, 0.25]])
 TREE = torch.tensor([[[0, 1], [1, 2]]])
 X = torch.randn(1, 4, 3)
 W = torch.rand(1, 4, 3)
+# Out-of-range vertices are reported by the Python check (GPU, reference) or by the
+# compiled CPU kernel, which names the row too; both name the argument and the range.
+OUT_OF_RANGE = r"{}.* outside \[0, (num_vertices = )?{}\)"
 
 
 @pytest.mark.parametrize(
@@ -24,13 +27,13 @@ W = torch.rand(1, 4, 3)
         (lambda: tree_scan.minimum_spanning_tree(EDGES, WEIGHTS.long(), 3), TypeError, "`edge_weight` must have dtype"),
         (lambda: tree_scan.minimum_spanning_tree(EDGES, WEIGHTS, 0), ValueError, "`num_vertices` must be >= 1, got 0"),
         (lambda: tree_scan.minimum_spanning_tree(EDGES, WEIGHTS, 3.0), TypeError, "`num_vertices` must be an int"),
-        (lambda: tree_scan.minimum_spanning_tree(EDGES, WEIGHTS, 2), ValueError, r"`edge_index` holds vertex 2, outside \[0, 2\)"),
-        (lambda: tree_scan.minimum_spanning_tree(-EDGES, WEIGHTS, 3), ValueError, r"`edge_index` holds vertex -2"),
+        (lambda: tree_scan.minimum_spanning_tree(EDGES, WEIGHTS, 2), ValueError, OUT_OF_RANGE.format("edge_index", 2)),
+        (lambda: tree_scan.minimum_spanning_tree(-EDGES, WEIGHTS, 3), ValueError, OUT_OF_RANGE.format("edge_index", 3)),
         (lambda: tree_scan.bfs(TREE[0]), ValueError, r"`tree` must be \(B, V-1, 2\)"),
         (lambda: tree_scan.bfs(TREE, root=3), ValueError, r"`root` must be in \[0, 3\), got 3"),
         (lambda: tree_scan.bfs(TREE, root=1.0), TypeError, "`root` must be an int"),
-        (lambda: tree_scan.bfs(TREE, num_vertices=2), ValueError, r"`tree` holds vertex 2, outside \[0, 2\)"),
-        (lambda: tree_scan.bfs(torch.tensor([[[0, -1], [1, 2]]])), ValueError, "`tree` holds vertex -1"),
+        (lambda: tree_scan.bfs(TREE, num_vertices=2), ValueError, OUT_OF_RANGE.format("tree", 2)),
+        (lambda: tree_scan.bfs(torch.tensor([[[0, -1], [1, 2]]])), ValueError, OUT_OF_RANGE.format("tree", 3)),
         (lambda: tree_scan.tree_scan(X[0], W, TREE), ValueError, r"`x` must be \(B, C, L\)"),
         (lambda: tree_scan.tree_scan(X.long(), W, TREE), TypeError, "`x` must have dtype"),
         (lambda: tree_scan.tree_scan(X, W[:, :2], TREE), ValueError, r"`edge_weight` must have the shape of `x` \(1, 4, 3\)"),
@@ -73,6 +76,13 @@ def test_kernels_reject_orders_that_bfs_would_never_make(order, parent, message,
         getattr(torch.ops.tree_scan, op)(X, W, *order_and_parent(order, parent))
 
 
+def test_sizes_from_tracers_are_accepted_as_ints():
+    tree = tree_scan.grid_mst(torch.randn(1, 2, 3, 4))
+    assert torch.equal(tree_scan.bfs(tree, torch.tensor(12)).order, tree_scan.bfs(tree, 12).order)
+    with pytest.raises(TypeError, match="`num_vertices` must be an int, got Tensor"):
+        tree_scan.bfs(tree, torch.tensor(12.0))
+
+
 def test_kernels_reject_bad_indices_even_without_the_python_checks():
     if tree_scan.BACKEND == "reference":
         pytest.skip("the checks live in the compiled kernels")
@@ -80,3 +90,5 @@ def test_kernels_reject_bad_indices_even_without_the_python_checks():
         torch.ops.tree_scan.minimum_spanning_tree(EDGES, WEIGHTS, 2)
     with pytest.raises(ValueError, match="outside"):
         torch.ops.tree_scan.bfs(TREE, 2, 0)
+    with pytest.raises(ValueError, match="outside"):
+        tree_scan.bfs(TREE, 2, validate=False)

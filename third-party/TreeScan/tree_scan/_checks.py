@@ -1,13 +1,16 @@
 """Argument checks shared by the public functions.
 
 Every message names the argument, what was expected and what came. Checks that
-read tensor values (index ranges) cost a device synchronisation on a GPU and are
-skipped while ``torch.compile`` traces; the CPU kernels check those ranges again.
+read tensor values (index ranges) cost a device synchronisation on a GPU; they are
+skipped while ``torch.compile`` traces and where the compiled CPU kernels check the
+same ranges themselves.
 """
 
 from __future__ import annotations
 
 import torch
+
+from . import _library
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int32, torch.int64)
@@ -33,21 +36,28 @@ def same_device(**tensors: torch.Tensor) -> None:
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an int >= ``minimum``.
+
+    Also takes a 0-d integer tensor: tracers (torch.jit.trace, fvcore's FLOP counter)
+    hand sizes around as such.
+    """
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
         raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
     return value
 
 
-def values_allowed() -> bool:
-    """Whether checks may read tensor values (not while torch.compile traces)."""
-    return not torch.compiler.is_compiling()
-
-
 def index_range(name: str, index: torch.Tensor, low: int, high: int, allow_padding: bool = False) -> None:
-    """Every entry of ``index`` is in [low, high) (or is a -1 padding row when allowed)."""
-    if index.numel() == 0 or not values_allowed():
+    """Every entry of ``index`` is in [low, high) (or is a -1 padding row when allowed).
+
+    Skipped where the kernel that will read ``index`` checks it anyway (compiled CPU
+    kernels) and while torch.compile traces; elsewhere (GPU) it synchronises the device.
+    """
+    checked_by_kernel = index.device.type == "cpu" and _library.BACKEND != "reference"
+    if index.numel() == 0 or checked_by_kernel or torch.compiler.is_compiling():
         return
     entries = index
     if allow_padding:

@@ -37,7 +37,9 @@ class TreeOrder(NamedTuple):
 Tree = Union[torch.Tensor, TreeOrder]
 
 
-def minimum_spanning_tree(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_vertices: int) -> torch.Tensor:
+def minimum_spanning_tree(
+    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_vertices: int, validate: bool = True
+) -> torch.Tensor:
     """Minimum spanning tree of every graph in a batch.
 
     Args:
@@ -46,6 +48,9 @@ def minimum_spanning_tree(edge_index: torch.Tensor, edge_weight: torch.Tensor, n
         edge_weight: ``(B, E)`` float weights. Ties are broken by edge index (lower wins);
             NaN weights count as larger than +inf.
         num_vertices: ``V``.
+        validate: check that ``edge_index`` names vertices in ``[0, V)``. On a GPU the
+            check synchronises the device; ``False`` skips it for edges this library
+            made (on the CPU the kernel checks regardless).
 
     Returns:
         ``(B, V-1, 2)`` int64 tree edges, in increasing candidate index, each pair as
@@ -63,11 +68,12 @@ def minimum_spanning_tree(edge_index: torch.Tensor, edge_weight: torch.Tensor, n
             f"got {tuple(edge_weight.shape)}"
         )
     _checks.same_device(edge_index=edge_index, edge_weight=edge_weight)
-    _checks.index_range("edge_index", edge_index, 0, num_vertices)
+    if validate:
+        _checks.index_range("edge_index", edge_index, 0, num_vertices)
     return torch.ops.tree_scan.minimum_spanning_tree(edge_index, edge_weight, num_vertices)
 
 
-def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0) -> TreeOrder:
+def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0, validate: bool = True) -> TreeOrder:
     """Breadth-first order of every tree in a batch, from ``root``.
 
     The order is that of a FIFO queue: a vertex queues its neighbours in increasing
@@ -79,6 +85,9 @@ def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0) -> T
         tree: ``(B, V-1, 2)`` int32/int64 vertex pairs, as returned by the MST functions.
         num_vertices: ``V``; defaults to ``tree.shape[1] + 1``.
         root: the root vertex (SPEC: 0; the paper's "last vertex" ablation uses V-1).
+        validate: check that ``tree`` names vertices in ``[0, V)`` (or is a ``(-1, -1)``
+            padding row). On a GPU the check synchronises the device; ``False`` skips it
+            for trees this library made (on the CPU the kernel checks regardless).
     """
     tree = _checks.tensor("tree", tree, _checks.INDEX_DTYPES, 3, "(B, V-1, 2)")
     if tree.shape[2] != 2:
@@ -88,7 +97,8 @@ def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0) -> T
         raise TypeError(f"`root` must be an int, got {type(root).__name__}")
     if not 0 <= root < num_vertices:
         raise ValueError(f"`root` must be in [0, {num_vertices}), got {root}")
-    _checks.index_range("tree", tree, 0, num_vertices, allow_padding=True)
+    if validate:
+        _checks.index_range("tree", tree, 0, num_vertices, allow_padding=True)
     order, parent = torch.ops.tree_scan.bfs(tree, num_vertices, root)
     return TreeOrder(order, parent)
 

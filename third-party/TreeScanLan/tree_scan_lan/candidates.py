@@ -100,7 +100,7 @@ def language_tree(features: torch.Tensor, prompt_lengths) -> torch.Tensor:
     with torch.no_grad():
         edges = candidate_edges(length, prompt_lengths_tensor(prompt_lengths, batch, features.device))
         weights = candidate_edge_weights(features.detach())
-        return minimum_spanning_tree(edges, weights, length)
+        return minimum_spanning_tree(edges, weights, length, validate=False)  # edges made here
 
 
 def chain_tree(batch: int, seq_len: int, device=None) -> torch.Tensor:

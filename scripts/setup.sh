@@ -6,4 +6,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/install_env.sh
-exec .venv/bin/python benchmarks/bench_tree_scan.py --quick "$@"
+exec .venv/bin/python -m grootv.classification.demo "$@"

@@ -11,12 +11,26 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../grid_metric.h"
+#include "simd.h"
 
 namespace tree_scan {
 namespace {
+
+// sum over c < n of pair_term(a[c], b[c]), SIMD across the channels.
+template <GridMetric kMetric, typename acc_t>
+acc_t channel_sum(const acc_t* a, const acc_t* b, int64_t n) {
+  using S = Simd<acc_t>;
+  typename S::vec partial = {};
+  int64_t c = 0;
+  for (; c + S::kLanes <= n; c += S::kLanes) partial += pair_term<kMetric>(S::load(a + c), S::load(b + c));
+  acc_t total = S::sum(partial);
+  for (; c < n; ++c) total += pair_term<kMetric>(a[c], b[c]);
+  return total;
+}
 
 template <typename scalar_t, GridMetric kMetric>
 void grid_weights_cpu_typed(const at::Tensor& guide, at::Tensor& weights) {
@@ -30,6 +44,8 @@ void grid_weights_cpu_typed(const at::Tensor& guide, at::Tensor& weights) {
   const int64_t s0 = guide.stride(0), s1 = guide.stride(1), s2 = guide.stride(2), s3 = guide.stride(3);
   // Planes contiguous in raster order: the pixel loops are the inner ones and vectorise.
   const bool planar = s3 == 1 && s2 == width;
+  // A vertex's channels contiguous, and already in the accumulation type (no conversion).
+  const bool channels_contiguous = s1 == 1 && std::is_same<scalar_t, acc_t>::value;
   auto out = weights.accessor<acc_t, 2>();
   auto term = [](acc_t a, acc_t b) { return pair_term<kMetric>(a, b); };
 
@@ -55,8 +71,20 @@ void grid_weights_cpu_typed(const at::Tensor& guide, at::Tensor& weights) {
             }
           }
         }
+      } else if (channels_contiguous) {
+        // Channels-last (how GrootV passes its guide): pixel by pixel, SIMD over channels.
+        auto pixel = [&](int64_t r, int64_t col) { return reinterpret_cast<const acc_t*>(data + b * s0 + r * s2 + col * s3); };
+        for (int64_t r = 0; r < height; ++r) {
+          for (int64_t col = 0; col < width; ++col) {
+            const int64_t p = r * width + col;
+            const acc_t* here = pixel(r, col);
+            if (kCosine) squares[p] = channel_sum<GridMetric::kCosine>(here, here, channels);
+            if (r + 1 < height) vertical[p] = channel_sum<kMetric>(here, pixel(r + 1, col), channels);
+            if (col + 1 < width) horizontal[r * (width - 1) + col] = channel_sum<kMetric>(here, pixel(r, col + 1), channels);
+          }
+        }
       } else {
-        // Any other layout (channels-last above all): pixel by pixel, channels inside.
+        // Any other layout: pixel by pixel, channels inside.
         auto value = [&](int64_t c, int64_t r, int64_t col) {
           return static_cast<acc_t>(data[b * s0 + c * s1 + r * s2 + col * s3]);
         };

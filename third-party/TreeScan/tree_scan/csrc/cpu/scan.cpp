@@ -26,38 +26,12 @@
 #include <cstring>
 #include <vector>
 
+#include "simd.h"
+
 namespace tree_scan {
 namespace {
 
-// ---------------------------------------------------------------------------
-// SIMD rows. GCC/Clang vector extensions (16 bytes: SSE on any x86-64, NEON on
-// Arm), read and written through memcpy so that the buffers stay plain arrays.
-
-template <typename T>
-struct SimdType;
-template <>
-struct SimdType<float> {
-  typedef float type __attribute__((vector_size(16)));
-};
-template <>
-struct SimdType<double> {
-  typedef double type __attribute__((vector_size(16)));
-};
-
-template <typename acc_t>
-struct Simd {
-  using vec = typename SimdType<acc_t>::type;
-  static constexpr int64_t kLanes = sizeof(vec) / sizeof(acc_t);
-  static vec load(const acc_t* p) {
-    vec v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(acc_t* p, vec v) {
-    std::memcpy(p, &v, sizeof v);
-  }
-};
-
+// Buffer rows are SIMD vectors (simd.h): GCC left plain 16-channel loops scalar.
 constexpr int64_t kRowBytes = 128;  // two cache lines' worth of channels per row
 constexpr int64_t kStagger = 320;   // bytes between consecutive scratch buffers beyond their size
 constexpr size_t kKeptScratchBytes = size_t(64) << 20;  // per thread, between calls

@@ -25,7 +25,12 @@ fail() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 is_done() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 mark_done() { mkdir -p "$STAMPS"; printf '%s' "$2" > "$STAMPS/$1"; }
-pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+# pip's output without the lines this machine's pip configuration adds for every
+# package (an extra index folder without that package: harmless).
+pip_install() {
+  "$PY" -m pip install --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 # 1. Python 3.11 virtual environment -------------------------------------------------
 PYTHON="${PYTHON:-python3.11}"

@@ -156,7 +156,7 @@ def main():
                 if impl.name == "reference" and batch > args.reference_batch:
                     continue
                 for name, seconds, floor in rows_for(impl, batch, channels, side, args.repeats, floors):
-                    key = (name, batch, channels)
+                    key = (name.removesuffix(" cl"), batch, channels)  # one reference for both layouts
                     if impl.name == "reference":
                         reference_ms[key] = seconds
                     speedup = f"{reference_ms[key] / seconds:.1f}" if key in reference_ms and impl.name != "reference" else ""

@@ -26,6 +26,8 @@
 #include <cstring>
 #include <vector>
 
+#include "../scan_checks.h"
+#include "../strided.h"
 #include "simd.h"
 
 namespace tree_scan {
@@ -40,20 +42,6 @@ template <typename acc_t>
 constexpr int64_t tile_channels() {
   return kRowBytes / sizeof(acc_t);
 }
-
-// ---------------------------------------------------------------------------
-// Inputs and outputs.
-
-template <typename T>
-struct Strided3 {
-  T* data;
-  int64_t s0, s1, s2;
-  explicit Strided3(const at::Tensor& t)
-      : data(static_cast<T*>(t.data_ptr())), s0(t.stride(0)), s1(t.stride(1)), s2(t.stride(2)) {}
-  T& operator()(int64_t b, int64_t c, int64_t l) const {
-    return data[b * s0 + c * s1 + l * s2];
-  }
-};
 
 // For every image: the BFS position of every vertex, and for every BFS
 // position the position of its vertex's parent (-1 at a root). Checks that
@@ -318,21 +306,6 @@ void for_each_task(const at::Tensor& x, const TreePositions& positions, int num_
   });
 }
 
-void check_scan_inputs(const char* op, const at::Tensor& x, const at::Tensor& edge_weight, const at::Tensor& order,
-                       const at::Tensor& parent) {
-  TORCH_CHECK_VALUE(x.dim() == 3, op, ": x must be (B, C, L), got ", x.sizes());
-  TORCH_CHECK_VALUE(edge_weight.sizes() == x.sizes(), op, ": edge_weight must have the shape of x ", x.sizes(),
-                    ", got ", edge_weight.sizes());
-  TORCH_CHECK_TYPE(edge_weight.scalar_type() == x.scalar_type(), op, ": edge_weight must have the dtype of x (",
-                   x.scalar_type(), "), got ", edge_weight.scalar_type());
-  const std::vector<int64_t> order_shape{x.size(0), x.size(2)};
-  TORCH_CHECK_VALUE(order.sizes() == order_shape && parent.sizes() == order_shape, op,
-                    ": order and parent must be (B, L) = ", at::IntArrayRef(order_shape), ", got ", order.sizes(),
-                    " and ", parent.sizes());
-  TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && parent.scalar_type() == at::kLong, op,
-                   ": order and parent must be int64");
-}
-
 template <bool kAllRoots>
 at::Tensor scan_cpu(const at::Tensor& x, const at::Tensor& edge_weight, const at::Tensor& order,
                     const at::Tensor& parent) {
@@ -365,8 +338,7 @@ std::tuple<at::Tensor, at::Tensor> scan_backward_cpu(const at::Tensor& grad_out,
                                                      const at::Tensor& edge_weight, const at::Tensor& order,
                                                      const at::Tensor& parent) {
   const char* op = kAllRoots ? "scan_all_roots_backward" : "scan_causal_backward";
-  check_scan_inputs(op, x, edge_weight, order, parent);
-  TORCH_CHECK_VALUE(grad_out.sizes() == x.sizes(), op, ": grad_out must have the shape of x");
+  check_scan_backward_inputs(op, grad_out, x, edge_weight, order, parent);
   auto grad_x = at::empty_like(x);
   auto grad_w = at::empty_like(edge_weight);
   if (x.numel() == 0) return {grad_x, grad_w};

@@ -6,21 +6,10 @@
 
 #include <cstdint>
 
+#include "../strided.h"
+
 namespace tree_scan {
 namespace cuda {
-
-// A 3-d tensor read or written through its strides, so that kernels take
-// non-contiguous inputs (channels-last views, expanded batches) without copies.
-template <typename T>
-struct Strided3 {
-  T* data;
-  int64_t s0, s1, s2;
-  explicit Strided3(const at::Tensor& t)
-      : data(static_cast<T*>(t.data_ptr())), s0(t.stride(0)), s1(t.stride(1)), s2(t.stride(2)) {}
-  __device__ __forceinline__ T& operator()(int64_t i, int64_t j, int64_t k) const {
-    return data[i * s0 + j * s1 + k * s2];
-  }
-};
 
 // Exclusive prefix sums over a sequence longer than the block, one block-wide
 // scan per chunk of kThreads items. `item(i)` gives the count of item i;

@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../scan_checks.h"
 #include "common.cuh"
 
 namespace tree_scan {
@@ -177,17 +178,6 @@ __global__ void __launch_bounds__(kThreads) scan_causal_backward_kernel(
   }
 }
 
-void check_scan_inputs(const char* op, const at::Tensor& x, const at::Tensor& edge_weight, const at::Tensor& order,
-                       const at::Tensor& parent) {
-  TORCH_CHECK_VALUE(x.dim() == 3, op, ": x must be (B, C, L), got ", x.sizes());
-  TORCH_CHECK_VALUE(edge_weight.sizes() == x.sizes(), op, ": edge_weight must have the shape of x");
-  TORCH_CHECK_TYPE(edge_weight.scalar_type() == x.scalar_type(), op, ": edge_weight must have the dtype of x");
-  const std::vector<int64_t> order_shape{x.size(0), x.size(2)};
-  TORCH_CHECK_VALUE(order.sizes() == order_shape && parent.sizes() == order_shape, op, ": order and parent must be (B, L)");
-  TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && parent.scalar_type() == at::kLong, op,
-                   ": order and parent must be int64");
-}
-
 template <bool kAllRoots>
 at::Tensor scan_cuda(const at::Tensor& x, const at::Tensor& edge_weight, const at::Tensor& order_in,
                      const at::Tensor& parent_in) {
@@ -215,8 +205,7 @@ std::tuple<at::Tensor, at::Tensor> scan_backward_cuda(const at::Tensor& grad_out
                                                       const at::Tensor& edge_weight, const at::Tensor& order_in,
                                                       const at::Tensor& parent_in) {
   const char* op = kAllRoots ? "scan_all_roots_backward" : "scan_causal_backward";
-  check_scan_inputs(op, x, edge_weight, order_in, parent_in);
-  TORCH_CHECK_VALUE(grad_out.sizes() == x.sizes(), op, ": grad_out must have the shape of x");
+  check_scan_backward_inputs(op, grad_out, x, edge_weight, order_in, parent_in);
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   const auto order = order_in.contiguous(), parent = parent_in.contiguous();
   const int64_t batch = x.size(0), channels = x.size(1), length = x.size(2);

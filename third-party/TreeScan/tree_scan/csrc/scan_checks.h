@@ -1,0 +1,36 @@
+// Argument checks of the scan kernels (CPU and CUDA): the shapes and dtypes the
+// schemas in ops.cpp cannot express. The Python wrappers check the same with
+// messages aimed at users; these guard direct torch.ops calls.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <vector>
+
+namespace tree_scan {
+
+inline void check_scan_inputs(const char* op, const at::Tensor& x, const at::Tensor& edge_weight,
+                              const at::Tensor& order, const at::Tensor& parent) {
+  TORCH_CHECK_VALUE(x.dim() == 3, op, ": x must be (B, C, L), got ", x.sizes());
+  TORCH_CHECK_VALUE(edge_weight.sizes() == x.sizes(), op, ": edge_weight must have the shape of x ", x.sizes(),
+                    ", got ", edge_weight.sizes());
+  TORCH_CHECK_TYPE(edge_weight.scalar_type() == x.scalar_type(), op, ": edge_weight must have the dtype of x (",
+                   x.scalar_type(), "), got ", edge_weight.scalar_type());
+  const std::vector<int64_t> order_shape{x.size(0), x.size(2)};
+  TORCH_CHECK_VALUE(order.sizes() == order_shape && parent.sizes() == order_shape, op,
+                    ": order and parent must be (B, L) = ", at::IntArrayRef(order_shape), ", got ", order.sizes(),
+                    " and ", parent.sizes());
+  TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && parent.scalar_type() == at::kLong, op,
+                   ": order and parent must be int64");
+}
+
+inline void check_scan_backward_inputs(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
+                                       const at::Tensor& edge_weight, const at::Tensor& order,
+                                       const at::Tensor& parent) {
+  check_scan_inputs(op, x, edge_weight, order, parent);
+  TORCH_CHECK_VALUE(grad_out.sizes() == x.sizes(), op, ": grad_out must have the shape of x ", x.sizes(), ", got ",
+                    grad_out.sizes());
+}
+
+}  // namespace tree_scan

@@ -34,6 +34,11 @@ def grid_edge_weights(guide: torch.Tensor, metric: str = "cosine") -> torch.Tens
     (float64 for a float64 guide); any memory layout (channels-last is as fast). One
     pass over the guide (compiled kernels); ``tree_scan.reference.grid_edge_weights``
     is the plain-PyTorch twin. No gradient flows through the weights.
+
+    The channel sums run in float32 in an order that depends on the device and the
+    memory layout, so weights can differ in the last bit between them, and so can the
+    tree where two edges are that close. Given the same weights, the tree is the same
+    everywhere (:func:`tree_scan.minimum_spanning_tree`).
     """
     guide = _checks.tensor("guide", guide, _checks.FLOAT_DTYPES, 4, "(B, C, H, W)")
     if metric not in METRICS:

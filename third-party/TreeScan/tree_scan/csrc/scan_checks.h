@@ -23,6 +23,11 @@ inline void check_scan_inputs(const char* op, const at::Tensor& x, const at::Ten
                     " and ", parent.sizes());
   TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && parent.scalar_type() == at::kLong, op,
                    ": order and parent must be int64");
+  // Dispatch follows x; a tensor elsewhere would be read through the wrong kind of pointer.
+  TORCH_CHECK_VALUE(edge_weight.device() == x.device() && order.device() == x.device() &&
+                        parent.device() == x.device(),
+                    op, ": x, edge_weight, order and parent must be on one device; got ", x.device(), ", ",
+                    edge_weight.device(), ", ", order.device(), ", ", parent.device());
 }
 
 inline void check_scan_backward_inputs(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
@@ -31,6 +36,8 @@ inline void check_scan_backward_inputs(const char* op, const at::Tensor& grad_ou
   check_scan_inputs(op, x, edge_weight, order, parent);
   TORCH_CHECK_VALUE(grad_out.sizes() == x.sizes(), op, ": grad_out must have the shape of x ", x.sizes(), ", got ",
                     grad_out.sizes());
+  TORCH_CHECK_VALUE(grad_out.device() == x.device(), op, ": grad_out must be on the device of x (", x.device(),
+                    "), got ", grad_out.device());
 }
 
 }  // namespace tree_scan

@@ -108,6 +108,9 @@ at::Tensor minimum_spanning_tree_cpu(const at::Tensor& edge_index, const at::Ten
   TORCH_CHECK_VALUE(
       edge_weight.dim() == 2 && edge_weight.size(0) == edge_index.size(0) && edge_weight.size(1) == edge_index.size(1),
       "minimum_spanning_tree: edge_weight must be (B, E) matching edge_index");
+  TORCH_CHECK_VALUE(edge_weight.device() == edge_index.device(),
+                    "minimum_spanning_tree: edge_index and edge_weight must be on one device; got ",
+                    edge_index.device(), " and ", edge_weight.device());
   TORCH_CHECK_VALUE(num_vertices >= 1, "minimum_spanning_tree: num_vertices must be >= 1, got ", num_vertices);
   auto tree = at::empty({edge_index.size(0), num_vertices - 1, 2}, edge_index.options().dtype(at::kLong));
   AT_DISPATCH_INDEX_TYPES(edge_index.scalar_type(), "minimum_spanning_tree_cpu", [&] {

@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
   parent += b * num_vertices;
 
   // Padding rows (-1, -1) and rows naming vertices out of range (rejected on
-  // the host by the public API) are no edges.
+  // the host by the public API, asserted below) are no edges.
   auto row_valid = [&](int32_t r) {
     const int64_t u = tree(b, r, 0), v = tree(b, r, 1);
     return 0 <= u && u < num_vertices && 0 <= v && v < num_vertices;
@@ -67,6 +67,8 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
   }
   __syncthreads();
   for (int32_t r = tid; r < rows; r += kThreads) {
+    CUDA_KERNEL_ASSERT((row_valid(r) || (tree(b, r, 0) == -1 && tree(b, r, 1) == -1)) &&
+                       "bfs: tree names a vertex out of range");
     if (row_valid(r)) {
       atomicAdd(&adjacency_start[tree(b, r, 0)], 1);
       atomicAdd(&adjacency_start[tree(b, r, 1)], 1);
@@ -181,9 +183,11 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
 
 std::tuple<at::Tensor, at::Tensor> bfs_cuda(const at::Tensor& tree, int64_t num_vertices, int64_t root) {
   TORCH_CHECK_VALUE(tree.dim() == 3 && tree.size(2) == 2, "bfs: tree must be (B, V-1, 2)");
-  TORCH_CHECK_VALUE(num_vertices >= 1 && num_vertices < INT_MAX, "bfs: num_vertices out of range");
+  // int32 vertex ids and rows, with room for the block-stride loops (+ kThreads) not to overflow.
+  TORCH_CHECK_VALUE(num_vertices >= 1 && num_vertices < INT_MAX / 2, "bfs: num_vertices out of range");
   TORCH_CHECK_VALUE(0 <= root && root < num_vertices, "bfs: root must be in [0, ", num_vertices, "), got ", root);
-  TORCH_CHECK_VALUE(tree.size(1) < INT_MAX / 2, "bfs: too many tree rows");
+  TORCH_CHECK_VALUE(tree.size(1) < INT_MAX / 4, "bfs: too many tree rows");
+  TORCH_CHECK_VALUE(tree.size(0) <= INT_MAX, "bfs: batch too large for one launch");
   const c10::cuda::OptionalCUDAGuard guard(tree.device());
   const int64_t batch = tree.size(0);
   const int64_t rows = tree.size(1);

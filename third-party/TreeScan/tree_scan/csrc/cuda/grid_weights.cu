@@ -60,6 +60,7 @@ at::Tensor grid_edge_weights_cuda(const at::Tensor& guide, c10::string_view metr
   auto weights = at::empty({batch, num_edges}, guide.options().dtype(grid_weight_dtype(guide.scalar_type())));
   if (batch == 0 || num_edges == 0) return weights;
   const int64_t blocks = (batch * num_edges + kThreads - 1) / kThreads;
+  TORCH_CHECK_VALUE(blocks <= INT_MAX, "grid_edge_weights: guide too large for one launch");
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, guide.scalar_type(), "grid_edge_weights_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;

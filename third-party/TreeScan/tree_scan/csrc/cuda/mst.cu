@@ -53,8 +53,8 @@ __global__ void __launch_bounds__(kThreads) boruvka_kernel(Strided3<const index_
   int32_t* best_edge = scratch.best_edge + b * num_vertices;
   tree += b * (num_vertices - 1) * 2;
 
-  // Edges with a vertex out of range (rejected on the host by the public API)
-  // are left out rather than read past the arrays.
+  // Edges with a vertex out of range (rejected on the host by the public API,
+  // asserted below) are left out rather than read past the arrays.
   auto endpoints_valid = [&](int32_t e) {
     const int64_t u = edges(b, e, 0), v = edges(b, e, 1);
     return 0 <= u && u < num_vertices && 0 <= v && v < num_vertices;
@@ -63,6 +63,7 @@ __global__ void __launch_bounds__(kThreads) boruvka_kernel(Strided3<const index_
   for (int32_t e = tid; e < num_edges; e += kThreads) {
     edge_key[e] = weight_order_key(static_cast<double>(weights[b * weight_s0 + e * weight_s1]));
     in_tree[e] = 0;
+    CUDA_KERNEL_ASSERT(endpoints_valid(e) && "minimum_spanning_tree: edge_index names a vertex out of range");
   }
   for (int32_t v = tid; v < num_vertices; v += kThreads) {
     component[v] = v;
@@ -156,8 +157,13 @@ at::Tensor minimum_spanning_tree_cuda(const at::Tensor& edge_index, const at::Te
   TORCH_CHECK_VALUE(
       edge_weight.dim() == 2 && edge_weight.size(0) == edge_index.size(0) && edge_weight.size(1) == edge_index.size(1),
       "minimum_spanning_tree: edge_weight must be (B, E) matching edge_index");
-  TORCH_CHECK_VALUE(num_vertices >= 1 && num_vertices < INT_MAX, "minimum_spanning_tree: num_vertices out of range");
-  TORCH_CHECK_VALUE(edge_index.size(1) < INT_MAX, "minimum_spanning_tree: too many edges");
+  TORCH_CHECK_VALUE(edge_weight.device() == edge_index.device(),
+                    "minimum_spanning_tree: edge_index and edge_weight must be on one device; got ",
+                    edge_index.device(), " and ", edge_weight.device());
+  // int32 vertex and edge ids, with room for the block-stride loops (+ kThreads) not to overflow.
+  TORCH_CHECK_VALUE(num_vertices >= 1 && num_vertices < INT_MAX / 2, "minimum_spanning_tree: num_vertices out of range");
+  TORCH_CHECK_VALUE(edge_index.size(1) < INT_MAX / 2, "minimum_spanning_tree: too many edges");
+  TORCH_CHECK_VALUE(edge_index.size(0) <= INT_MAX, "minimum_spanning_tree: batch too large for one launch");
   const c10::cuda::OptionalCUDAGuard guard(edge_index.device());
   const int64_t batch = edge_index.size(0);
   const int64_t num_edges = edge_index.size(1);

@@ -14,6 +14,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <climits>
+
 #include "../scan_checks.h"
 #include "common.cuh"
 
@@ -24,31 +26,42 @@ namespace {
 constexpr int kThreads = 256;
 
 int64_t blocks_for(int64_t n) {
-  return (n + kThreads - 1) / kThreads;
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  TORCH_CHECK_VALUE(blocks <= INT_MAX, "tree scan: input too large for one launch (", n, " threads)");
+  return blocks;
 }
 
+// An order or parent that did not come from bfs() is reported by a device-side
+// assertion (as torch's own index kernels do: the host cannot be told without a
+// synchronisation); whatever happens, nothing is read or written out of bounds.
 __global__ void position_of_kernel(const int64_t* order, int64_t batch, int64_t length, int32_t* position_of) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= batch * length) return;
   const int64_t b = i / length, v = order[i];
-  if (0 <= v && v < length) position_of[b * length + v] = static_cast<int32_t>(i % length);
+  CUDA_KERNEL_ASSERT(0 <= v && v < length && "tree scan: order is not a permutation (use tree_scan.bfs)");
+  if (0 <= v && v < length) {
+    const int32_t earlier = atomicExch(&position_of[b * length + v], static_cast<int32_t>(i % length));
+    CUDA_KERNEL_ASSERT(earlier == -1 && "tree scan: order is not a permutation (use tree_scan.bfs)");
+  }
 }
 
 __global__ void parent_position_kernel(const int64_t* order, const int64_t* parent, const int32_t* position_of,
                                        int64_t batch, int64_t length, int32_t* parent_pos) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= batch * length) return;
-  const int64_t b = i / length, v = order[i];
+  const int64_t b = i / length, k = i % length, v = order[i];
   const int64_t p = (0 <= v && v < length) ? parent[b * length + v] : -1;
-  parent_pos[i] = (0 <= p && p < length) ? position_of[b * length + p] : -1;
+  const int32_t pk = (0 <= p && p < length) ? position_of[b * length + p] : -1;
+  CUDA_KERNEL_ASSERT(-1 <= p && p < length && (p < 0 || (0 <= pk && pk < k)) &&
+                     "tree scan: a parent does not come before its child (use tree_scan.bfs)");
+  parent_pos[i] = (0 <= pk && pk < k) ? pk : -1;
 }
 
 // For every BFS position, the position of its vertex's parent (-1 at roots).
-// The order must come from bfs(); unlike the CPU kernel this one cannot
-// report a malformed order without a device synchronisation.
 at::Tensor parent_positions(const at::Tensor& order, const at::Tensor& parent) {
   const int64_t batch = order.size(0), length = order.size(1);
-  auto position_of = at::empty({batch, length}, order.options().dtype(at::kInt));
+  TORCH_CHECK_VALUE(length < INT_MAX, "tree scan: too many vertices (", length, ")");
+  auto position_of = at::full({batch, length}, -1, order.options().dtype(at::kInt));
   auto parent_pos = at::empty({batch, length}, order.options().dtype(at::kInt));
   const int64_t n = batch * length;
   if (n == 0) return parent_pos;
@@ -77,13 +90,16 @@ struct ChannelWalk {
   __device__ acc_t& at(acc_t* buffer, int64_t k) const {
     return buffer[(b * length + k) * channels + c];
   }
+  // An out-of-range order entry (asserted in position_of_kernel) reads 0 and writes nothing.
   template <typename scalar_t>
   __device__ acc_t load(const Strided3<const scalar_t>& t, int64_t k) const {
-    return static_cast<acc_t>(t(b, c, order[k]));
+    const int64_t v = order[k];
+    return (0 <= v && v < length) ? static_cast<acc_t>(t(b, c, v)) : acc_t(0);
   }
   template <typename scalar_t>
   __device__ void store(const Strided3<scalar_t>& t, int64_t k, acc_t value) const {
-    t(b, c, order[k]) = static_cast<scalar_t>(value);
+    const int64_t v = order[k];
+    if (0 <= v && v < length) t(b, c, v) = static_cast<scalar_t>(value);
   }
   // Leaf -> root: a_p += w_k a_k (reverse BFS order finishes every subtree first).
   template <typename scalar_t>

@@ -48,8 +48,20 @@ def test_bfs_of_grid_trees_matches_a_fifo_queue(device, generator):
     assert torch.equal(order.parent.cpu(), expected_parent)
 
 
-def test_bfs_ignores_repeated_edges_and_self_loops():
-    tree = torch.tensor([[[0, 1], [1, 0], [2, 2], [1, 2]]])
-    got = tree_scan.bfs(tree, num_vertices=3)
-    assert got.order.tolist() == [[0, 1, 2]] and got.parent.tolist() == [[-1, 0, 1]]
-    assert [t.tolist() for t in reference.bfs(tree, 3, 0)] == [[[0, 1, 2]], [[-1, 0, 1]]]
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[0, 1], [1, 0], [1, 2]],  # a repeated edge
+        [[0, 1], [2, 2], [1, 2]],  # a self-loop
+        [[0, 1], [1, 2], [2, 0]],  # a cycle
+        [[0, 1], [1, 2], [0, 2], [-1, -1]],  # a cycle beside padding
+    ],
+)
+def test_bfs_rejects_edge_lists_that_are_not_forests(device, rows):
+    tree = torch.tensor([rows], device=device)
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"tree\[0\] is not a tree \(nor a forest\)"):
+            tree_scan.bfs(tree, num_vertices=3)
+    with pytest.raises(ValueError, match=r"tree\[0\] is not a tree \(nor a forest\)"):
+        reference.bfs(tree, 3, 0)

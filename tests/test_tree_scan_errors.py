@@ -48,6 +48,12 @@ OUT_OF_RANGE = r"{}.* outside \[0, (num_vertices = )?{}\)"
         (lambda: tree_scan_lan.candidate_edges(5, [1, 2, 3], device="cpu").shape and tree_scan_lan.language_tree(X, [1, 2]),
          ValueError, r"`prompt_lengths` must give one length per row \(1\); got 2"),
         (lambda: tree_scan_lan.language_tree(X, "3"), TypeError, "`prompt_lengths` must be an int"),
+        (lambda: tree_scan.grid_edges(-1, 3), ValueError, "`height` must be >= 1, got -1"),
+        (lambda: tree_scan.grid_edges(2, 2.0), TypeError, "`width` must be an int"),
+        (lambda: tree_scan.grid_mst(torch.randn(1, 2, 0, 3)), ValueError, r"`guide` must have H, W >= 1"),
+        (lambda: tree_scan.tree_scan(X[..., :0], W[..., :0], TREE[:, :0]), ValueError, r"`x` must have at least one vertex"),
+        (lambda: tree_scan_lan.chain_tree(2, 0), ValueError, "`seq_len` must be >= 1, got 0"),
+        (lambda: tree_scan_lan.candidate_edge_weights(torch.randn(3, 4)), ValueError, r"`features` must be \(B, C, L\)"),
     ],
 )
 def test_public_functions_name_the_bad_argument(call, error, message):

@@ -20,6 +20,8 @@ METRICS = ("cosine", "euclidean", "manhattan")
 
 def grid_edges(height: int, width: int, device=None) -> torch.Tensor:
     """``(E, 2)`` int64 vertex pairs of the H x W grid, ``E = (H-1)W + H(W-1)``."""
+    height = _checks.positive_int("height", height)
+    width = _checks.positive_int("width", width)
     pixel = torch.arange(height * width, device=device).view(height, width)
     vertical = torch.stack([pixel[:-1, :], pixel[1:, :]], dim=-1).reshape(-1, 2)
     horizontal = torch.stack([pixel[:, :-1], pixel[:, 1:]], dim=-1).reshape(-1, 2)
@@ -41,6 +43,8 @@ def grid_edge_weights(guide: torch.Tensor, metric: str = "cosine") -> torch.Tens
     everywhere (:func:`tree_scan.minimum_spanning_tree`).
     """
     guide = _checks.tensor("guide", guide, _checks.FLOAT_DTYPES, 4, "(B, C, H, W)")
+    if guide.shape[2] < 1 or guide.shape[3] < 1:
+        raise ValueError(f"`guide` must have H, W >= 1; got shape {tuple(guide.shape)}")
     if metric not in METRICS:
         raise ValueError(f"`metric` must be one of {METRICS}; got {metric!r}")
     return torch.ops.tree_scan.grid_edge_weights(guide.detach(), metric)

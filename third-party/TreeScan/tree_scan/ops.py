@@ -111,6 +111,8 @@ def _scan_arguments(x, edge_weight, tree, root: int) -> tuple[torch.Tensor, torc
     if edge_weight.dtype != x.dtype:
         raise TypeError(f"`edge_weight` must have the dtype of `x` ({x.dtype}); got {edge_weight.dtype}")
     batch, _, length = x.shape
+    if length < 1:
+        raise ValueError(f"`x` must have at least one vertex (L >= 1); got shape {tuple(x.shape)}")
     if isinstance(tree, TreeOrder):
         for name, part in (("tree.order", tree.order), ("tree.parent", tree.parent)):
             _checks.tensor(name, part, (torch.int64,), 2, "(B, L)")

@@ -181,6 +181,15 @@ def bfs(tree: torch.Tensor, num_vertices: int, root: int = 0) -> tuple[torch.Ten
         parent[child] = via
         frontier = child
 
+    # A forest of T trees over V vertices has V - T edges; more means a cycle, a
+    # repeated edge or a self-loop.
+    trees = (parent.view(batch, num_vertices) < 0).sum(1)
+    edges_given = real.sum(1)
+    bad = torch.nonzero(edges_given != num_vertices - trees).flatten()
+    if bad.numel():
+        b = int(bad[0])
+        raise ValueError(f"bfs: tree[{b}] is not a tree (nor a forest): its {int(edges_given[b])} edges span "
+                         f"{num_vertices - int(trees[b])} (a cycle, a repeated edge or a self-loop)")
     everyone = torch.cat(levels)
     # Levels were appended image by image within each level; a stable sort by image
     # keeps, for every image, its own vertices in queue order.

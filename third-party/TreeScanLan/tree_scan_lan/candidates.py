@@ -74,6 +74,7 @@ def candidate_edge_weights(features: torch.Tensor) -> torch.Tensor:
     are those of ``torch.cosine_similarity`` (each vector normalised by ``max(|f|, 1e-8)``).
     Slots without an edge get a weight too; their self-loops are never chosen.
     """
+    features = _checks.tensor("features", features, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
     tokens = features.transpose(1, 2).to(torch.promote_types(features.dtype, torch.float32))
     batch, length, _ = tokens.shape
     inverse_norm = 1.0 / torch.linalg.vector_norm(tokens, dim=-1).clamp_min(1e-8)
@@ -105,5 +106,7 @@ def language_tree(features: torch.Tensor, prompt_lengths) -> torch.Tensor:
 
 def chain_tree(batch: int, seq_len: int, device=None) -> torch.Tensor:
     """``(B, L-1, 2)`` the chain ``(i, i+1)``: rooted at 0 its causal scan is Mamba's recurrence."""
+    batch = _checks.positive_int("batch", batch, minimum=0)
+    seq_len = _checks.positive_int("seq_len", seq_len)
     start = torch.arange(seq_len - 1, device=device)
     return torch.stack([start, start + 1], dim=-1).expand(batch, -1, -1)

@@ -3,7 +3,8 @@
 // The order is the one of a FIFO queue started at `root`, where a vertex's
 // neighbours are queued in increasing order of the tree row that joins them.
 // Vertices the root cannot reach (a spanning forest) start new trees, taken in
-// increasing vertex order. The CUDA kernel produces the same order.
+// increasing vertex order. The CUDA kernel produces the same order. An edge
+// list with a cycle, a repeated edge or a self-loop is rejected.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -29,6 +30,7 @@ void bfs_cpu_typed(const at::Tensor& tree, int64_t num_vertices, int64_t root, a
     for (int64_t b = begin; b < end; ++b) {
       // Adjacency lists in compressed rows; each list in increasing tree-row order.
       std::fill(adjacency_start.begin(), adjacency_start.end(), 0);
+      int64_t edges_given = 0;
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t u = edges[b][r][0];
         const int64_t v = edges[b][r][1];
@@ -40,6 +42,7 @@ void bfs_cpu_typed(const at::Tensor& tree, int64_t num_vertices, int64_t root, a
             ") names a vertex outside [0, num_vertices = ", num_vertices, "); only (-1, -1) rows may pad a forest");
         ++adjacency_start[u + 1];
         ++adjacency_start[v + 1];
+        ++edges_given;
       }
       for (int64_t v = 0; v < num_vertices; ++v) {
         adjacency_start[v + 1] += adjacency_start[v];
@@ -76,11 +79,18 @@ void bfs_cpu_typed(const at::Tensor& tree, int64_t num_vertices, int64_t root, a
         }
       };
       grow_tree_from(root);
+      int64_t trees = 1;
       for (int64_t v = 0; v < num_vertices; ++v) {
         if (!visited[v]) {
           grow_tree_from(v);
+          ++trees;
         }
       }
+      // A forest of `trees` trees over V vertices has exactly V - trees edges; any
+      // other count means an edge that joined two vertices already connected.
+      TORCH_CHECK_VALUE(edges_given == num_vertices - trees, "bfs: tree[", b, "] is not a tree (nor a forest): its ",
+                        edges_given, " edges span ", num_vertices - trees,
+                        " (a cycle, a repeated edge or a self-loop); pass the edges of a spanning tree");
     }
   });
 }

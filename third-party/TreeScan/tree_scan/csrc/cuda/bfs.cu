@@ -99,8 +99,9 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
   }
 
   // 2. Level by level. The queue is `order` itself; [head, tail) is the frontier.
-  __shared__ int64_t head, tail, smallest_unvisited;
+  __shared__ int64_t head, tail, smallest_unvisited, trees;
   if (tid == 0) {
+    trees = 1;
     order[0] = root;
     parent[root] = -1;
     visited[root] = 1;
@@ -112,7 +113,13 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
     const int64_t level_begin = head, level_end = tail;
     __syncthreads();  // all have read head and tail before thread 0 may change them
     if (level_begin == level_end) {
-      if (level_end == num_vertices) break;
+      if (level_end == num_vertices) {
+        // A forest of `trees` trees has V - trees edges: the CPU kernel reports any
+        // other count (a cycle, a repeated edge, a self-loop); here it is asserted.
+        CUDA_KERNEL_ASSERT(adjacency_start[num_vertices] == 2 * (num_vertices - trees) &&
+                           "bfs: the tree has a cycle, a repeated edge or a self-loop");
+        break;
+      }
       // The queue ran dry before reaching everyone: a forest. Its next tree
       // starts at the smallest vertex not reached yet.
       if (tid == 0) smallest_unvisited = num_vertices;
@@ -127,6 +134,7 @@ __global__ void __launch_bounds__(kThreads) bfs_kernel(Strided3<const index_t> t
         parent[start] = -1;
         visited[start] = 1;
         tail = level_end + 1;
+        ++trees;
       }
       __syncthreads();
       continue;

@@ -5,7 +5,9 @@ averaged over channels, of the block's per-pixel decays Ā = exp(ΔA) along the 
 i to j — the weight with which x_j enters the scan's output at i. It is drawn twice:
 along the block's tree (a minimum spanning tree of its features, which follows the
 image's structure) and along the raster-order chain a plain sequence scan would use,
-with the same decays. A second PNG draws the tree itself over the image.
+with the same decays. Both use the block's own scan: with root "all" every pixel
+reaches i; with root "first"/"last" only those below i in the tree rooted there do.
+A second PNG draws the tree itself over the image.
 
     python scripts/visualize_affinity.py --image photo.jpg --pixel 120 100 --out assets/affinity
     python scripts/visualize_affinity.py --image photo.jpg --checkpoint grootv_t_1k_224.pth --ema
@@ -76,11 +78,28 @@ def capture_block(model, image: torch.Tensor, level: int, block: int):
     return seen["decay"], seen["tree"], seen["grid"]
 
 
-def affinity(decay: torch.Tensor, order: tree_scan.TreeOrder, pixel: int) -> torch.Tensor:
-    """``S(pixel, j)`` for every j, averaged over channels: the all-roots scan of a one-hot."""
-    one_hot = torch.zeros_like(decay)
-    one_hot[:, pixel] = 1
-    return tree_scan.tree_scan(one_hot.unsqueeze(0), decay.unsqueeze(0), order)[0].mean(0)
+def affinity(decay: torch.Tensor, order: tree_scan.TreeOrder, pixel: int, scan) -> torch.Tensor:
+    """``S(pixel, j)`` for every j, averaged over channels, of ``scan(u, decay, order)``
+    (a mixer's ``scan_along``).
+
+    The scan is linear in ``u``, so ``S(pixel, j)`` is the derivative of its output at
+    ``pixel`` by ``u_j``: one backward pass gives every j, for the symmetric all-roots
+    scan and for the one-way causal scan alike.
+    """
+    u = torch.zeros_like(decay).unsqueeze(0).requires_grad_()
+    with torch.enable_grad():
+        out = scan(u, decay.unsqueeze(0), order)
+        (grad,) = torch.autograd.grad(out[0, :, pixel].sum(), u)
+    return grad[0].mean(0)
+
+
+def affinity_maps(ssm, decay: torch.Tensor, tree: tree_scan.TreeOrder, grid, pixel: int) -> dict[str, np.ndarray]:
+    """The block's scan along its own tree and along the raster chain (rooted as the block roots)."""
+    chain = ssm.order(raster_chain(1, *grid), grid[0] * grid[1])
+    name = "tree" if ssm.scan == "tree" else "raster (the model's)"
+    roots = "" if ssm.root == "all" else f", root {ssm.root}"
+    return {f"{name} scan affinity{roots}": affinity(decay, tree, pixel, ssm.scan_along).numpy(),
+            f"raster scan affinity{roots}": affinity(decay, chain, pixel, ssm.scan_along).numpy()}
 
 
 def first_tree(order: tree_scan.TreeOrder) -> tree_scan.TreeOrder:
@@ -168,11 +187,8 @@ def main(argv=None) -> list[str]:
     stride = args.img_size / grid[0]
     pixel = min(int(row / stride), grid[0] - 1) * grid[1] + min(int(col / stride), grid[1] - 1)
     tree = first_tree(tree)
-    chain = tree_scan.bfs(raster_chain(1, *grid))
     ssm = model.levels[args.level].blocks[args.block].TreeSSM
-    name = "tree" if ssm.scan == "tree" else "raster (the model's)"
-    maps = {f"{name} scan affinity": affinity(decay, tree, pixel).numpy(),
-            "raster scan affinity": affinity(decay, chain, pixel).numpy()}
+    maps = affinity_maps(ssm, decay, tree, grid, pixel)
     children = torch.nonzero(tree.parent[0] >= 0).squeeze(1)
     edges = torch.stack([children, tree.parent[0, children]], 1).numpy()
     weights = (f"checkpoint {os.path.basename(args.checkpoint)}" if args.checkpoint

@@ -136,3 +136,47 @@ def test_extract_state_dict_is_the_filter():
     sd = {"a": torch.zeros(1)}
     assert grootv.extract_state_dict({"model": {"module.a": sd["a"]}}) == sd
     assert grootv.models.checkpoint_filter_fn({"state_dict_ema": sd, "state_dict": {}}, None) == {}
+
+
+def _garbage_files(folder, trained):
+    """Files torch.load fails on in different ways (KeyError, RuntimeError, EOFError, ...)."""
+    full = folder / "full.pth"
+    torch.save({"model": trained.state_dict()}, full)
+    legacy = folder / "legacy.pth"
+    torch.save({"model": trained.state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    files = {
+        "hello.pth": b"hello world",
+        "empty.pth": b"",
+        "truncated.pth": full.read_bytes()[:2000],
+        "truncated_legacy.pth": legacy.read_bytes()[:300],
+        "pickle_head.pth": b"\x80\x02}q\x00",
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    torch.save([1, 2, 3], folder / "a_list.pth")
+    return [folder / name for name in [*files, "a_list.pth"]]
+
+
+def test_unreadable_files_raise_one_error_naming_the_file(trained, tmp_path):
+    from grootv.checkpoint import UnreadableCheckpointError, read_checkpoint
+    from grootv.classification import checkpoint as classification
+    from grootv.classification.errors import CheckpointError
+
+    for path in _garbage_files(tmp_path, trained):
+        with pytest.raises(UnreadableCheckpointError, match=path.name) as error:
+            load_checkpoint(GrootV(**TINY), path)
+        assert isinstance(error.value, ValueError)
+        with pytest.raises(UnreadableCheckpointError, match=path.name):
+            read_checkpoint(path, trusted=True)
+        with pytest.raises(CheckpointError, match=path.name):
+            classification.read_checkpoint(str(path))
+    torch.save({"model": trained.state_dict(), "config": ConfigLike()}, tmp_path / "release.pth")
+    with pytest.raises(UnreadableCheckpointError, match="release.pth.*if you trust it, add --trust-checkpoint"):
+        read_checkpoint(tmp_path / "release.pth", trust_hint="add --trust-checkpoint")
+
+
+def test_select_state_dict_names_the_entry_it_used():
+    sd = {"a": torch.zeros(1)}
+    assert grootv.checkpoint.select_state_dict(sd) == ("state_dict", sd)
+    assert grootv.checkpoint.select_state_dict({"model_ema": sd, "state_dict": sd}, use_ema=True) == ("model_ema", sd)
+    assert grootv.checkpoint.select_state_dict({"state_dict_ema": sd, "meta": {}})[0] == "state_dict_ema"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from grootv_classification_helpers import CONFIG_DIR, one_thread, tiny_dataset  # noqa: F401 (a fixture)
 
-from grootv.classification.config import defaults, get_config
-from grootv.classification.data import build_datasets, resolve_num_classes
+from grootv.classification.config import MODEL_CHOICES, defaults, get_config
+from grootv.classification.data import build_datasets, build_loaders, resolve_num_classes
 from grootv.classification.errors import ConfigError, DataError
 from grootv.classification.main import _overrides, build_parser
 from grootv.classification.optim import param_groups
@@ -74,6 +74,8 @@ def test_layers_override_in_order_file_opts_flags(tmp_path):
         (["DATA.BATCH_SIZE", "many"], "DATA.BATCH_SIZE: expected int"),
         (["DATA.BATCH_SIZE", "0"], "DATA.BATCH_SIZE must be >= 1"),
         (["DATA.BATCH_SIZE", "7"], "DATA.BATCH_SIZE must be even while Mixup/CutMix is on"),
+        # timm's Mixup asserts an even batch in 'elem' mode too.
+        (["DATA.BATCH_SIZE", "7", "AUG.MIXUP_MODE", "elem"], "DATA.BATCH_SIZE must be even while Mixup/CutMix is on"),
         (["DATA.BATCH_SIZE"], "--opts expects KEY VALUE pairs"),
         (["TRAIN.EMA.DECAY", "1.5"], "TRAIN.EMA.DECAY must be in (0, 1)"),
         (["AUG.REPROB", "2"], "AUG.REPROB must be in [0, 1]"),
@@ -92,6 +94,32 @@ def test_bad_opts_are_named(opts, message):
     assert message in str(error.value)
 
 
+def test_model_choices_are_the_models_own_lists():
+    from grootv.models import grootv as backbone
+    from grootv.models import tree_ssm
+
+    own = {
+        "MODEL.DROP_PATH_TYPE": backbone.DROP_PATH_TYPES,
+        "MODEL.GROOTV.ACT_LAYER": backbone.ACT_LAYERS,
+        "MODEL.GROOTV.NORM_LAYER": backbone.NORM_LAYERS,
+        "MODEL.GROOTV.METRIC": tree_ssm.METRICS,
+        "MODEL.GROOTV.ROOT": tree_ssm.ROOTS,
+        "MODEL.GROOTV.SCAN": tree_ssm.SCANS,
+    }
+    # The same objects, not copies: a choice added to a model is accepted by the config.
+    assert MODEL_CHOICES.keys() == own.keys() and all(MODEL_CHOICES[key] is own[key] for key in own)
+
+
+def test_pin_memory_follows_the_key_on_a_gpu_and_is_off_on_a_cpu(tmp_path):
+    data = tiny_dataset(tmp_path / "data", classes=2, train=2, val=1)
+    for pin, device, want in ((True, "cuda", True), (False, "cuda", False), (True, "cpu", False)):
+        config = get_config(None, ["DATA.DATA_PATH", data, "DATA.IMG_SIZE", "16", "DATA.BATCH_SIZE", "2",
+                                   "DATA.NUM_WORKERS", "0", "DATA.PIN_MEMORY", str(pin)])
+        train, val, _ = build_datasets(config, need_train=True)
+        train_loader, val_loader = build_loaders(config, train, val, 0, 1, torch.device(device))
+        assert train_loader.pin_memory is want and val_loader.pin_memory is want
+
+
 def test_bad_config_files_are_named(tmp_path):
     with pytest.raises(ConfigError, match="config file .*missing.yaml does not exist"):
         get_config(str(tmp_path / "missing.yaml"))
@@ -103,6 +131,21 @@ def test_bad_config_files_are_named(tmp_path):
     typo.write_text("DATA: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid yaml"):
         get_config(str(typo))
+
+
+def test_evaluation_numbers_val_by_the_trained_classes(tmp_path):
+    """val/ holding a subset of the classes keeps the training indices (not its own 0, 1, ...)."""
+    data = tiny_dataset(tmp_path / "data", classes=3, train=1, val=1)
+    names = sorted(os.listdir(os.path.join(data, "train")))
+    for name in names[:2]:
+        for image in os.listdir(os.path.join(data, "val", name)):
+            os.remove(os.path.join(data, "val", name, image))
+        os.rmdir(os.path.join(data, "val", name))
+    config = get_config(None, ["DATA.DATA_PATH", data, "DATA.IMG_SIZE", "16"])
+    _, val, classes = build_datasets(config, need_train=False)  # train/ exists: its names
+    assert classes == names and [label for _, label in val.samples] == [2]
+    _, val, classes = build_datasets(config, need_train=False, trained_classes=["z"] + names)  # the checkpoint's
+    assert len(classes) == 4 and [label for _, label in val.samples] == [3]
 
 
 def test_num_classes_follows_the_dataset(tmp_path):
@@ -140,6 +183,8 @@ def test_dataset_problems_are_named(tmp_path):
     (data / "val" / "not_a_training_class").mkdir(parents=True)
     with pytest.raises(DataError, match="class folder.* that train/ does not have: not_a_training_class"):
         datasets()
+    with pytest.raises(DataError, match="class folder.* that train/ does not have: not_a_training_class"):
+        datasets(need_train=False)  # evaluation numbers val/ by train/'s names too
     flat = tmp_path / "flat"
     (flat / "val").mkdir(parents=True)
     (flat / "val" / "image.png").write_bytes(b"")

@@ -9,8 +9,10 @@ from grootv_classification_helpers import one_thread  # noqa: F401 (a fixture)
 from PIL import Image
 
 from grootv.classification.demo import run_demo
+from grootv.classification.errors import ConfigError
 from grootv.classification.metrics import read_metrics
 from grootv.demo_data import CLASSES, MANIFEST, make_demo_dataset, render
+from grootv.demo_data import main as demo_data_main
 
 
 def test_demo_images_are_a_pure_function_of_the_seed():
@@ -59,3 +61,26 @@ def test_demo_trains_evaluates_and_reuses_its_run(tmp_path):
 
     again = run_demo(args)  # data and finished run reused: only the evaluation runs
     assert again["val_acc1"] == first["val_acc1"] and len(read_metrics(str(tmp_path / "run"))) == 1
+
+
+def test_a_folder_it_did_not_make_is_never_replaced(tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match=r"`root` .*mine.* holds files but no demo_data.json"):
+        make_demo_dataset(foreign, train_per_class=1, val_per_class=1, num_classes=2)
+    with pytest.raises(SystemExit):
+        demo_data_main(["--out", str(foreign), "--train-per-class", "1", "--val-per-class", "1"])
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--data-root"):
+        run_demo(["--data-root", str(foreign), "--output", str(tmp_path / "run")])
+    assert os.listdir(foreign) == ["thesis.tex"] and sorted(os.listdir(tmp_path)) == ["mine"]
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="`root` .* is a file"):
+        make_demo_dataset(tmp_path / "file", train_per_class=1, val_per_class=1, num_classes=2)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    make_demo_dataset(empty, train_per_class=1, val_per_class=1, num_classes=2)
+    assert (empty / MANIFEST).is_file()

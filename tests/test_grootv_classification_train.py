@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,12 +19,15 @@ from grootv_classification_helpers import (  # noqa: F401 (one_thread is a fixtu
 )
 from yacs.config import CfgNode
 
+from grootv import atomic
 from grootv.classification import checkpoint as ckpt
 from grootv.classification import main as pipeline
 from grootv.classification.config import get_config
+from grootv.classification.data import build_datasets
 from grootv.classification.errors import CheckpointError, ConfigError, DataError
 from grootv.classification.metrics import append_metrics, keep_epochs_before, read_metrics
 from grootv.classification.schedule import build_scheduler, scaled_learning_rates
+from grootv.models import GrootV
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,7 +41,8 @@ def data(tmp_path_factory):
 def trained(tmp_path_factory, data):
     """One finished 2-epoch run, shared by the tests that only read it."""
     output = str(tmp_path_factory.mktemp("run"))
-    summary = pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2"))
+    summary = pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2",
+                                    flags=("--dataset", "tinyset", "--tag", "first-run")))
     return output, summary
 
 
@@ -59,6 +64,9 @@ def test_training_writes_metrics_and_atomic_checkpoints(trained):
     saved = CfgNode.load_cfg(state["config"])
     assert saved.MODEL.NUM_CLASSES == 3  # followed the dataset
     assert saved.MODEL.GROOTV.CHANNELS == 8
+    assert state["classes"] == sorted(os.listdir(os.path.join(saved.DATA.DATA_PATH, "train")))
+    log = open(os.path.join(output, "log.txt")).read()
+    assert "data 'tinyset' in" in log and "training run 'first-run'" in log  # --dataset and --tag
 
 
 def test_eval_with_resume_reproduces_the_last_validation(trained, data, tmp_path):
@@ -77,19 +85,24 @@ class Interrupted(Exception):
     pass
 
 
+def crash_in_epoch_1(monkeypatch):
+    """Makes the pipeline's training raise Interrupted when epoch 1 begins (a killed run)."""
+    train_one_epoch = pipeline.train_one_epoch
+
+    def crashing(**kwargs):
+        if kwargs["epoch"] == 1:
+            raise Interrupted
+        return train_one_epoch(**kwargs)
+
+    monkeypatch.setattr(pipeline, "train_one_epoch", crashing)
+
+
 def test_auto_resume_matches_an_uninterrupted_run(trained, data, tmp_path, monkeypatch):
     """Epoch 1 after a crash and --auto-resume equals epoch 1 of the straight run: same
     augmentations, Mixup, drop-path, optimizer, schedule and EMA state."""
     straight, _ = trained
     output = str(tmp_path)
-    train_one_epoch = pipeline.train_one_epoch
-
-    def crash_in_epoch_1(**kwargs):
-        if kwargs["epoch"] == 1:
-            raise Interrupted
-        return train_one_epoch(**kwargs)
-
-    monkeypatch.setattr(pipeline, "train_one_epoch", crash_in_epoch_1)
+    crash_in_epoch_1(monkeypatch)
     with pytest.raises(Interrupted):
         pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2"))
     assert [r["epoch"] for r in read_metrics(output)] == [0]
@@ -98,7 +111,7 @@ def test_auto_resume_matches_an_uninterrupted_run(trained, data, tmp_path, monke
     with pytest.raises(ConfigError, match="already holds checkpoints .* pass --auto-resume"):
         pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2"))
 
-    monkeypatch.setattr(pipeline, "train_one_epoch", train_one_epoch)
+    monkeypatch.undo()  # the real training again
     pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2", flags=("--auto-resume",)))
     resumed, uninterrupted = read_metrics(output), read_metrics(straight)
     assert [r["epoch"] for r in resumed] == [0, 1]
@@ -182,6 +195,48 @@ def test_checkpoint_problems_are_named(trained, data, tmp_path):
         pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(tmp_path / "garbage.pth"))))
 
 
+def test_eval_numbers_a_val_subset_by_the_trained_classes(trained, data, tmp_path):
+    """val/ with only the last class, and no train/: its images keep the label the model was
+    trained with (2 of 3), not 0 of 1 as val/'s own folder list would give."""
+    output, _ = trained
+    state = torch.load(os.path.join(output, "ckpt_epoch_1.pth"), weights_only=True)
+    last = state["classes"][-1]
+    subset = tmp_path / "subset"
+    shutil.copytree(os.path.join(data, "val", last), subset / "val" / last)
+    result = pipeline.run(run_args(str(subset), str(tmp_path / "eval"),
+                                   flags=("--eval", "--resume", f"{output}/ckpt_epoch_1.pth")))
+    assert result["val_images"] == 4
+
+    model = GrootV(channels=8, depths=[1, 1, 1, 1], num_classes=3).eval()
+    model.load_state_dict(state["model"])
+    config = get_config(None, TINY_GROOTV + ["DATA.DATA_PATH", str(subset)])
+    _, val, classes = build_datasets(config, need_train=False, trained_classes=state["classes"])
+    assert classes == state["classes"] and {label for _, label in val.samples} == {2}
+    with torch.no_grad():
+        predictions = model(torch.stack([image for image, _ in val])).argmax(1)
+    assert result["val_acc1"] == pytest.approx(100 * (predictions == 2).float().mean().item())
+
+    # A class the model never saw is an error naming it.
+    (subset / "val" / "zebra").mkdir()
+    shutil.copy(next((subset / "val" / last).iterdir()), subset / "val" / "zebra" / "0.png")
+    with pytest.raises(DataError, match="the checkpoint's class list does not have: zebra"):
+        pipeline.run(run_args(str(subset), str(tmp_path / "eval"),
+                              flags=("--eval", "--resume", f"{output}/ckpt_epoch_1.pth")))
+
+
+def test_resuming_an_older_checkpoint_drops_the_later_ones(trained, data, tmp_path, monkeypatch):
+    """Resumed from epoch 0 of a run that reached epoch 1, killed in epoch 1: the abandoned
+    ckpt_epoch_1 must not be what a later --auto-resume continues from."""
+    output = str(tmp_path / "run")
+    shutil.copytree(trained[0], output)
+    crash_in_epoch_1(monkeypatch)
+    with pytest.raises(Interrupted):
+        pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2",
+                              flags=("--resume", os.path.join(output, "ckpt_epoch_0.pth"))))
+    assert [epoch for epoch, _ in ckpt.numbered_checkpoints(output)] == [0]
+    assert [r["epoch"] for r in read_metrics(output)] == [0]
+
+
 def test_too_large_batch_is_named(data, tmp_path):
     with pytest.raises(DataError, match="not one full batch of DATA.BATCH_SIZE=64; lower --batch-size"):
         pipeline.run(run_args(data, str(tmp_path), flags=("--batch-size", "64")))
@@ -189,7 +244,7 @@ def test_too_large_batch_is_named(data, tmp_path):
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     path = str(tmp_path / "ckpt_epoch_0.pth")
-    ckpt.save_atomic({"epoch": 0}, path)
+    atomic.torch_save({"epoch": 0}, path)
 
     def torn_save(obj, f):
         f.write(b"half a checkpoint")
@@ -197,9 +252,32 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", torn_save)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_atomic({"epoch": 1}, path)
+        atomic.torch_save({"epoch": 1}, path)
     assert os.listdir(tmp_path) == ["ckpt_epoch_0.pth"]
     assert torch.load(path, weights_only=True) == {"epoch": 0}
+
+
+def test_text_files_are_written_atomically_and_synced(tmp_path, monkeypatch):
+    """metrics.jsonl trimming (and config.yaml, eval.json) go through the one atomic writer."""
+    for epoch in range(3):
+        append_metrics(str(tmp_path), {"epoch": epoch})
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    keep_epochs_before(str(tmp_path), 2)
+    assert synced and read_metrics(str(tmp_path)) == [{"epoch": 0}, {"epoch": 1}]
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        keep_epochs_before(str(tmp_path), 1)
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]  # no temporary file left behind
+    assert len(read_metrics(str(tmp_path))) == 2
+    with pytest.raises(ValueError, match="`mode`"):
+        with atomic.atomic_open(tmp_path / "x", "a"):
+            pass
 
 
 def test_metrics_of_unfinished_epochs_are_dropped(tmp_path):

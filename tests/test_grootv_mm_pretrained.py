@@ -141,3 +141,14 @@ def test_unreadable_files_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="trusted=True"):
         load_pretrained(backbone, release_like)
     assert load_pretrained(backbone, release_like, trusted=True).source == "model"
+
+
+def test_damaged_files_are_one_error_naming_the_file(tmp_path):
+    backbone = GrootVBackbone(**TINY)
+    full = tmp_path / "full.pth"
+    torch.save({"model": GrootV(num_classes=0, **TINY).state_dict()}, full)
+    (tmp_path / "hello.pth").write_bytes(b"hello world")  # a raw KeyError from torch.load before
+    (tmp_path / "truncated.pth").write_bytes(full.read_bytes()[:1000])  # a raw RuntimeError before
+    for name in ("hello.pth", "truncated.pth"):
+        with pytest.raises(ValueError, match=f"{name}.* is not a readable PyTorch checkpoint"):
+            load_pretrained(backbone, tmp_path / name)

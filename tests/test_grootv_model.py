@@ -196,6 +196,8 @@ def test_timm_default_configuration_is_the_papers():
     with torch.device("meta"):
         model = timm.create_model("grootv_small")
     assert model.channels == 96 and model.depths == [2, 2, 13, 2] and model.num_classes == 1000
+    # Only what something reads is stored (the blocks keep their own settings).
+    assert not any(hasattr(model, name) for name in ("mlp_ratio", "act_layer", "drop_rate", "post_norm"))
     rates = [getattr(b.drop_path, "drop_prob", 0.0) for level in model.levels for b in level.blocks]
     assert rates[0] == 0 and rates[-1] == pytest.approx(0.3)
 
@@ -220,6 +222,56 @@ def test_forward_intermediates_matches_forward_features():
         final, intermediates = model.forward_intermediates(image)
         assert torch.equal(final, model.forward_features(image))
     assert [f.shape[-1] for f in intermediates] == [16, 8, 4, 2]
+
+
+@pytest.mark.parametrize("indices", [[1], [0, 2], 4, [3]])
+def test_forward_intermediates_stopping_early(indices):
+    """Stopped before the last stage there is no head to run: the last computed stage's
+    output comes back instead (timm's convention for truncated models)."""
+    model = GrootV(channels=8, depths=[1, 1, 1, 1]).eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        final, intermediates = model.forward_intermediates(image, indices=indices, stop_early=True)
+        every = model.forward_intermediates(image, intermediates_only=True)
+        if indices == [3] or indices == 4:
+            assert torch.equal(final, model.forward_features(image))
+        else:
+            assert torch.equal(final, intermediates[-1])
+    last = max(indices) if isinstance(indices, list) else 3
+    take = indices if isinstance(indices, list) else range(4)
+    assert [tuple(f.shape) for f in intermediates] == [tuple(every[i].shape) for i in take]
+    assert torch.equal(intermediates[-1], every[last])
+
+
+def test_grad_checkpointing_behind_a_frozen_stem(monkeypatch):
+    """Inputs without grad (a frozen stem, mm's frozen_stages >= 0) still train the blocks'
+    weights, so those blocks are checkpointed too; in eval or under no_grad nothing is."""
+    from grootv.models import grootv as backbone
+
+    calls = []
+    checkpoint = backbone.checkpoint
+    monkeypatch.setattr(backbone, "checkpoint", lambda *args, **kwargs: calls.append(1) or checkpoint(*args, **kwargs))
+    torch.manual_seed(0)
+    model = GrootV(channels=8, depths=[1, 1], num_classes=3, drop_path_rate=0.0, with_cp=True).train()
+    model.patch_embed.requires_grad_(False)
+    image = torch.randn(2, 3, 32, 32)
+    model(image).square().sum().backward()
+    assert len(calls) == 2  # both blocks, the first one's input needing no grad
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert "levels.0.blocks.0.TreeSSM.in_proj.weight" in grads
+
+    model.zero_grad()
+    model.set_grad_checkpointing(False)
+    model(image).square().sum().backward()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+    calls.clear()
+    model.set_grad_checkpointing(True)
+    with torch.no_grad():
+        model(image)
+    model.eval()(image)
+    assert not calls
 
 
 def test_grad_checkpointing_gives_the_same_gradients():

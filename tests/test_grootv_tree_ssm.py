@@ -155,12 +155,20 @@ def test_shared_tree_is_built_by_the_first_block_of_each_stage(generator):
 
 
 @pytest.mark.parametrize("argument,value", [("metric", "cos"), ("root", 0), ("scan", "hilbert"), ("dt_init", "x"),
-                                            ("d_model", 0), ("dt_rank", 0)])
+                                            ("d_model", 0), ("dt_rank", 0), ("d_conv", 4), ("d_conv", 2.0)])
 def test_bad_arguments(argument, value):
     with pytest.raises(ValueError, match=argument):
         Tree_SSM(**{"d_model": 4, argument: value})
 
 
+@pytest.mark.parametrize("d_conv", [0, 1, 5])
+def test_odd_or_no_conv_keeps_the_map_size(d_conv):
+    out, _ = Tree_SSM(4, d_conv=d_conv)(torch.randn(1, 5, 6, 4))
+    assert out.shape == (1, 5, 6, 4)
+
+
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="x"):
         Tree_SSM(4)(torch.randn(2, 4, 16))
+    with pytest.raises(ValueError, match=r"C = d_model = 4; got shape \(2, 3, 3, 6\)"):
+        Tree_SSM(4)(torch.randn(2, 3, 3, 6))

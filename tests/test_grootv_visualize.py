@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import tree_scan
-from grootv.models import GrootV
+from grootv.models import GrootV, Tree_SSM
 from grootv.models.tree_ssm import raster_chain
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "visualize_affinity.py")
@@ -27,10 +27,28 @@ def test_affinity_is_the_path_product(script, generator):
     # On a chain, S(i, j) is the product of the child-side weights between i and j.
     decay = torch.rand(3, 10, generator=generator, dtype=torch.float64)
     chain = tree_scan.bfs(raster_chain(1, 2, 5))
-    got = script.affinity(decay, chain, 4)
+    got = script.affinity(decay, chain, 4, tree_scan.tree_scan)
     want = torch.stack([torch.prod(decay[:, min(j, 4) + 1:max(j, 4) + 1], dim=1) for j in range(10)], 1).mean(0)
     torch.testing.assert_close(got, want)
     assert got[4] == 1
+
+
+@pytest.mark.parametrize("root", ["first", "last"])
+def test_single_root_models_are_drawn_with_their_own_causal_scan(script, generator, root):
+    """With one root, pixel i's output gathers only the pixels below it in the tree: on the
+    raster chain rooted at the first pixel those after i, rooted at the last those before."""
+    ssm = Tree_SSM(4, root=root, scan="raster")
+    decay = torch.rand(8, 10, generator=generator, dtype=torch.float64) * 0.5 + 0.25
+    chain = ssm.order(raster_chain(1, 2, 5), 10)
+    maps = script.affinity_maps(ssm, decay, chain, (2, 5), pixel=4)
+    for values in maps.values():
+        reached = values > 0
+        assert reached[4] and values[4] == pytest.approx(1)
+        assert list(reached) == [j >= 4 if root == "first" else j <= 4 for j in range(10)]
+        # The product of the child-side weights on the path up from j to i = 4.
+        want = [torch.prod(decay[:, 5:j + 1] if root == "first" else decay[:, j:4], dim=1).mean()
+                if reached[j] else 0.0 for j in range(10)]
+        np.testing.assert_allclose(values, want, rtol=1e-12)
 
 
 def test_capture_block_records_the_blocks_own_scan(script):

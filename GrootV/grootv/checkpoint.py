@@ -13,13 +13,22 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "LoadResult", "extract_state_dict", "load_checkpoint"]
+__all__ = [
+    "CheckpointMismatchError",
+    "LoadResult",
+    "UnreadableCheckpointError",
+    "extract_state_dict",
+    "load_checkpoint",
+    "read_checkpoint",
+    "select_state_dict",
+]
 
 # Where training scripts put the weights: the release (and InternImage/Swin) use
 # "model"/"model_ema", timm's train.py "state_dict"/"state_dict_ema".
@@ -30,6 +39,10 @@ _SHOWN = 30  # keys listed per kind in an error message
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint's keys or shapes do not match the model's."""
+
+
+class UnreadableCheckpointError(ValueError):
+    """The file is not a checkpoint torch can read, or holds objects it may not unpickle."""
 
 
 @dataclass
@@ -73,10 +86,13 @@ def extract_state_dict(checkpoint: Mapping, use_ema: bool | None = None) -> dict
     A "module." prefix on every key (a model saved from inside DistributedDataParallel)
     is removed.
     """
-    return _extract(checkpoint, use_ema)[1]
+    return select_state_dict(checkpoint, use_ema)[1]
 
 
-def _extract(checkpoint: Mapping, use_ema: bool | None) -> tuple[str, dict[str, torch.Tensor]]:
+def select_state_dict(checkpoint: Mapping, use_ema: bool | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(entry used, state_dict)``: what :func:`extract_state_dict` returns, and where it
+    came from ("model", "model_ema", "state_dict", "state_dict_ema", or "state_dict" for
+    a bare state_dict)."""
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"`checkpoint` must be a dict (a state_dict or a training checkpoint), "
                         f"got {type(checkpoint).__name__}")
@@ -104,17 +120,56 @@ def _listing(title: str, keys: list[str]) -> str:
     return f"  {title} ({len(keys)}):\n{shown}{more}"
 
 
-def _read(path: str | os.PathLike, map_location, trusted: bool) -> Mapping:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"`checkpoint` file not found: {os.fspath(path)!r}")
+def _looks_like_torch_save(path: str) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle stream (the legacy format)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def read_checkpoint(
+    location: str | os.PathLike, *, map_location="cpu", trusted: bool = False, trust_hint: str = "pass `trusted=True`"
+) -> Mapping:
+    """The dict in a checkpoint file (or at an http(s) URL, through torch.hub's cache).
+
+    Only tensors and plain values are unpickled unless ``trusted``. ``trust_hint`` tells
+    the caller's user how to allow the rest (a flag, a config key). Raises
+    FileNotFoundError for a missing file and :class:`UnreadableCheckpointError`, naming
+    the file, for anything torch cannot read or that holds no dict.
+    """
+    if not isinstance(location, (str, os.PathLike)):
+        raise TypeError(f"`checkpoint` must be a path or URL, got {type(location).__name__}")
+    location = os.fspath(location)
+    is_url = location.startswith(("http://", "https://"))
+    if not is_url and not os.path.isfile(location):
+        raise FileNotFoundError(f"`checkpoint` file not found: {location!r}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trusted)
+        if is_url:
+            checkpoint = torch.hub.load_state_dict_from_url(location, map_location=map_location,
+                                                            weights_only=not trusted)
+        else:
+            checkpoint = torch.load(location, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{os.fspath(path)!r} holds objects besides tensors (the release's training checkpoints keep "
-            f"their yacs config), which torch only unpickles when asked. If you trust the file, pass "
-            f"`trusted=True`. ({error})"
-        ) from error
+        if trusted or (not is_url and not _looks_like_torch_save(location)):
+            raise UnreadableCheckpointError(f"{location!r} is not a readable PyTorch checkpoint: {error}") from None
+        raise UnreadableCheckpointError(
+            f"{location!r} holds pickled Python objects besides tensors (the release's training checkpoints "
+            f"keep their yacs config). Unpickling them can run code from the file: if you trust it, "
+            f"{trust_hint}"
+        ) from None
+    except Exception as error:
+        # A damaged or foreign file makes torch.load raise almost anything (KeyError, RuntimeError,
+        # EOFError, UnicodeDecodeError, IndexError, struct.error, ... were all seen on corrupted
+        # checkpoints); every one of them means the same to the user.
+        raise UnreadableCheckpointError(
+            f"{location!r} is not a readable PyTorch checkpoint: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(checkpoint, Mapping):
+        raise UnreadableCheckpointError(
+            f"{location!r} holds a {type(checkpoint).__name__}, not a checkpoint dict or state_dict"
+        )
+    return checkpoint
 
 
 def load_checkpoint(
@@ -130,7 +185,7 @@ def load_checkpoint(
 
     Args:
         model: the model to load into (e.g. a :class:`grootv.models.GrootV`).
-        checkpoint: a file path, or an already loaded checkpoint / state_dict.
+        checkpoint: a file path or URL, or an already loaded checkpoint / state_dict.
         use_ema: see :func:`extract_state_dict`.
         strict: raise :class:`CheckpointMismatchError` listing every missing key,
             unexpected key and shape mismatch (default). With False the fitting tensors
@@ -144,8 +199,8 @@ def load_checkpoint(
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
     if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = _read(checkpoint, map_location, trusted)
-    source, state_dict = _extract(checkpoint, use_ema)
+        checkpoint = read_checkpoint(checkpoint, map_location=map_location, trusted=trusted)
+    source, state_dict = select_state_dict(checkpoint, use_ema)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]

@@ -13,8 +13,10 @@ on every machine and whatever the order of generation. Nothing is downloaded.
     python -m grootv.demo_data --out outputs/demo_data
 
 writes ``OUT/train/<class>/*.png`` and ``OUT/val/<class>/*.png`` plus ``OUT/demo_data.json``
-(the parameters), which is written last: a folder without it, or with other parameters,
-is regenerated from scratch.
+(the parameters), which is written last: a folder with other parameters is regenerated
+from scratch. Only a folder that holds a ``demo_data.json`` (one this module made) or
+nothing at all is ever replaced; any other is refused, so that a mistyped ``--out``
+cannot delete someone's files.
 """
 
 from __future__ import annotations
@@ -108,6 +110,21 @@ def _parameters(seed: int, train_per_class: int, val_per_class: int, img_size: i
     }
 
 
+def check_replaceable(root: str | os.PathLike, argument: str = "`root`") -> None:
+    """Raises ValueError, naming ``argument``, unless ``root`` is absent, an empty folder, or
+    a folder with a demo_data.json: the only ones :func:`make_demo_dataset` may replace."""
+    root = Path(root)
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"{argument} {str(root)!r} is a file, not a folder for the demo dataset")
+    if not (root / MANIFEST).is_file() and any(root.iterdir()):
+        raise ValueError(
+            f"{argument} {str(root)!r} holds files but no {MANIFEST}, so it is not a demo dataset this module "
+            f"made; it is left alone rather than replaced. Choose a new or empty folder"
+        )
+
+
 def make_demo_dataset(
     root: str | os.PathLike,
     seed: int = 0,
@@ -120,7 +137,8 @@ def make_demo_dataset(
 
     A complete folder made with the same parameters is reused as it is. The images are
     first written into a temporary sibling folder that is renamed into place at the end,
-    so an interrupted run never leaves a half-written dataset behind.
+    so an interrupted run never leaves a half-written dataset behind. A ``root`` that is
+    neither empty nor a demo dataset is refused (ValueError), never replaced.
     """
     for name, value, low in (
         ("train_per_class", train_per_class, 1),
@@ -138,6 +156,7 @@ def make_demo_dataset(
     manifest = root / MANIFEST
     if manifest.is_file() and json.loads(manifest.read_text()) == wanted:
         return root
+    check_replaceable(root)
 
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
@@ -168,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=len(CLASSES))
     args = parser.parse_args(argv)
     try:
+        check_replaceable(args.out, "--out")
         root = make_demo_dataset(
             args.out, args.seed, args.train_per_class, args.val_per_class, args.img_size, args.num_classes
         )

@@ -10,22 +10,30 @@ best validation accuracy of the model and of its EMA.
 A checkpoint holds: ``model``, ``model_ema`` (when EMA is on), ``optimizer``,
 ``lr_scheduler`` (for the release's layout; see :func:`restore_training_state`),
 ``scaler``, ``epoch`` (the last finished one), ``max_accuracy``, ``max_accuracy_ema``,
-``world_size`` and ``config`` (yaml text). Only tensors and plain
-Python values, so ``torch.load(weights_only=True)`` reads it.
+``world_size``, ``config`` (yaml text) and ``classes`` (the class-folder names of
+train/, in the order of the model's outputs: what --eval maps val/'s folders by). Only
+tensors and plain Python values, so ``torch.load(weights_only=True)`` reads it.
+
+Resuming from a checkpoint older than the newest one abandons the epochs after it:
+:func:`drop_checkpoints_from` deletes their checkpoints, so that a later --auto-resume
+does not pick one of them up.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import tempfile
-import zipfile
 
 import torch
 from torch import nn
 
-from grootv.checkpoint import CheckpointMismatchError, extract_state_dict, load_checkpoint
+from grootv.checkpoint import (
+    CheckpointMismatchError,
+    UnreadableCheckpointError,
+    extract_state_dict,
+    load_checkpoint,
+)
+from grootv.checkpoint import read_checkpoint as read_checkpoint_file
 
 from .errors import CheckpointError
 
@@ -34,26 +42,6 @@ _NUMBERED = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
 
 def checkpoint_path(output: str, tag: int | str) -> str:
     return os.path.join(output, f"ckpt_epoch_{tag}.pth")
-
-
-def save_atomic(state: dict, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, flushed to disk, then renamed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def numbered_checkpoints(output: str) -> list[tuple[int, str]]:
@@ -80,33 +68,34 @@ def prune_checkpoints(output: str, keep: int) -> None:
         os.remove(path)
 
 
-def _looks_like_torch_save(path: str) -> bool:
-    """A zip archive (torch.save since 1.6) or a pickle stream (the legacy format)."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
+def drop_checkpoints_from(output: str, epoch: int) -> None:
+    """Deletes the per-epoch checkpoints of epochs >= ``epoch`` (those a resumed run redoes)."""
+    for number, path in numbered_checkpoints(output):
+        if number >= epoch:
+            os.remove(path)
 
 
 def read_checkpoint(path: str, trusted: bool = False) -> dict:
     """Loads a checkpoint file onto the CPU; only tensors and plain values unless ``trusted``."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist (--resume / MODEL.RESUME / MODEL.PRETRAINED)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        if not _looks_like_torch_save(path):
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
+        return read_checkpoint_file(path, trusted=trusted, trust_hint="add --trust-checkpoint")
+    except FileNotFoundError:
         raise CheckpointError(
-            f"{path} holds pickled Python objects besides tensors (the release's training checkpoints "
-            "keep their yacs config). Loading those can run code from the file: if you trust it, add "
-            "--trust-checkpoint"
+            f"checkpoint {path} does not exist (--resume / MODEL.RESUME / MODEL.PRETRAINED)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict or state_dict")
-    return checkpoint
+    except UnreadableCheckpointError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def trained_classes(checkpoint: dict, path: str) -> list[str] | None:
+    """The class names the checkpoint's model was trained on, in output order, or None
+    (the release's checkpoints, and bare state_dicts, do not record them)."""
+    classes = checkpoint.get("classes")
+    if classes is None:
+        return None
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(name, str) for name in classes):
+        raise CheckpointError(f"{path}: its 'classes' entry must be a list of class names, got {classes!r:.200}")
+    return list(classes)
 
 
 def load_weights(model: nn.Module, checkpoint: dict, path: str, use_ema: bool | None = None) -> str:
@@ -150,6 +139,7 @@ def training_state(
     max_accuracy_ema: float,
     world_size: int,
     config_yaml: str,
+    classes: list[str],
 ) -> dict:
     state = {
         "model": model.state_dict(),
@@ -161,6 +151,7 @@ def training_state(
         "max_accuracy_ema": max_accuracy_ema,
         "world_size": world_size,
         "config": config_yaml,
+        "classes": list(classes),
     }
     if ema_model is not None:
         state["model_ema"] = ema_model.state_dict()

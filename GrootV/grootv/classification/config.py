@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 import yaml
 from yacs.config import CfgNode as CN
 
+from ..models.grootv import ACT_LAYERS, DROP_PATH_TYPES, NORM_LAYERS
+from ..models.tree_ssm import METRICS, ROOTS, SCANS
 from .errors import ConfigError
 
 _C = CN()
@@ -34,7 +36,7 @@ _C.DATA = CN()
 _C.DATA.BATCH_SIZE = 128
 # Folder with train/ and val/ subfolders, one subfolder per class in each (ImageFolder).
 _C.DATA.DATA_PATH = ""
-# A name for the dataset, recorded in the logs; any ImageFolder-shaped folder is read.
+# A name for the dataset, written into the log (--dataset); any ImageFolder-shaped folder is read.
 _C.DATA.DATASET = "imagenet"
 _C.DATA.IMG_SIZE = 224
 # Resize interpolation: bicubic, bilinear, nearest, lanczos, hamming, box, or random
@@ -45,6 +47,7 @@ _C.DATA.INTERPOLATION = "bicubic"
 _C.DATA.ZIP_MODE = False
 _C.DATA.CACHE_MODE = "part"
 _C.DATA.IMG_ON_MEMORY = False
+# Load batches into page-locked memory for faster copies to the GPU (no effect on CPU).
 _C.DATA.PIN_MEMORY = True
 _C.DATA.NUM_WORKERS = 8
 
@@ -195,6 +198,7 @@ _C.AMP_TYPE = "float16"
 _C.DEVICE = "auto"
 # Output folder: checkpoints, metrics.jsonl, log.txt and config.yaml go straight into it.
 _C.OUTPUT = ""
+# A label for the run, written into the log (--tag); the output folder does not depend on it.
 _C.TAG = "default"
 # Save a checkpoint every SAVE_FREQ epochs (and after the last) and keep SAVE_CKPT_NUM of them.
 _C.SAVE_FREQ = 1
@@ -206,7 +210,8 @@ _C.EVAL_FREQ = 1
 _C.SEED = 0
 _C.EVAL_MODE = False
 _C.THROUGHPUT_MODE = False
-# Set from the LOCAL_RANK environment variable under torchrun.
+# Kept so that the release's configs merge; not read: each process takes its local rank
+# from the LOCAL_RANK environment variable that torchrun sets.
 _C.LOCAL_RANK = 0
 # Evaluating a 22k-class head on ImageNet-1k is not provided; must stay False.
 _C.EVAL_22K_TO_1K = False
@@ -214,6 +219,15 @@ _C.EVAL_22K_TO_1K = False
 
 # Keys with a non-None default that may still be set to None (meaning "off").
 _NULLABLE = {"TRAIN.CLIP_GRAD"}
+# Keys whose values are the model's own choices, checked against its lists.
+MODEL_CHOICES = {
+    "MODEL.DROP_PATH_TYPE": DROP_PATH_TYPES,
+    "MODEL.GROOTV.ACT_LAYER": ACT_LAYERS,
+    "MODEL.GROOTV.NORM_LAYER": NORM_LAYERS,
+    "MODEL.GROOTV.METRIC": METRICS,
+    "MODEL.GROOTV.ROOT": ROOTS,
+    "MODEL.GROOTV.SCAN": SCANS,
+}
 
 
 def defaults() -> CN:
@@ -431,12 +445,8 @@ def validate(config: CN) -> None:
 
     one_of("DATA.INTERPOLATION", {"bicubic", "bilinear", "nearest", "lanczos", "hamming", "box", "random"})
     one_of("DATA.CACHE_MODE", {"no", "part", "full"})
-    one_of("MODEL.DROP_PATH_TYPE", {"linear", "uniform"})
-    one_of("MODEL.GROOTV.ACT_LAYER", {"GELU", "ReLU", "SiLU"})
-    one_of("MODEL.GROOTV.NORM_LAYER", {"LN", "BN"})
-    one_of("MODEL.GROOTV.METRIC", {"cosine", "euclidean", "manhattan"})
-    one_of("MODEL.GROOTV.ROOT", {"all", "first", "last"})
-    one_of("MODEL.GROOTV.SCAN", {"tree", "raster"})
+    for key, choices in MODEL_CHOICES.items():
+        one_of(key, choices)
     one_of("TRAIN.LR_SCHEDULER.NAME", {"cosine", "linear", "step"})
     one_of("TRAIN.OPTIMIZER.NAME", {"adamw", "sgd"})
     one_of("AUG.REMODE", {"pixel", "rand", "const"})
@@ -448,7 +458,8 @@ def validate(config: CN) -> None:
         at_least("TRAIN.LR_SCHEDULER.DECAY_EPOCHS", 1)
         rate = number("TRAIN.LR_SCHEDULER.DECAY_RATE")
         _check(rate > 0, "TRAIN.LR_SCHEDULER.DECAY_RATE", "must be positive", rate)
-    if mixing_enabled(config) and config.AUG.MIXUP_MODE != "elem":
+    if mixing_enabled(config):
+        # timm's Mixup asserts an even batch in every AUG.MIXUP_MODE ('elem' too).
         _check(
             config.DATA.BATCH_SIZE % 2 == 0,
             "DATA.BATCH_SIZE",

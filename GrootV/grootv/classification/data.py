@@ -3,21 +3,29 @@
 The dataset folder holds ``train/<class>/<image>`` and ``val/<class>/<image>`` (ImageNet
 after the usual val-preparation script, or any other collection of class folders).
 Class indices come from the sorted class-folder names of ``train/``; ``val/`` must use
-the same names (a subset is fine).
+the same names (a subset is fine). Training records that list in its checkpoints, and
+evaluation maps ``val/``'s folders by the checkpoint's list (or by ``train/``'s names when
+the checkpoint has none), never by ``val/``'s own: with a subset of the classes those
+would number the classes differently from the model's outputs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
+import torch
 from timm.data import Mixup, create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import find_classes
 from yacs.config import CfgNode
 
 from .config import mixing_enabled
 from .errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__.rsplit(".", 1)[0])
 
 # NUM_CLASSES at this value follows the dataset; any other value is taken as meant.
 _DEFAULT_NUM_CLASSES = 1000
@@ -80,10 +88,11 @@ def build_transform(config: CfgNode, is_train: bool):
 
 
 class _FixedClassesFolder(ImageFolder):
-    """An ImageFolder whose class list is given (the training set's), not read from disk."""
+    """An ImageFolder whose class list is given (the model's), not read from disk."""
 
-    def __init__(self, root, classes: list[str], **kwargs):
+    def __init__(self, root, classes: list[str], classes_from: str, **kwargs):
         self._given_classes = classes
+        self._classes_from = classes_from
         super().__init__(root, allow_empty=True, **kwargs)
 
     def find_classes(self, directory):
@@ -92,8 +101,8 @@ class _FixedClassesFolder(ImageFolder):
         if unknown:
             shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise DataError(
-                f"{directory} has {len(unknown)} class folder(s) that train/ does not have: {shown}; "
-                "train/ and val/ must use the same class-folder names"
+                f"{directory} has {len(unknown)} class folder(s) that {self._classes_from} does not have: {shown}; "
+                "val/ must use the class-folder names the model was trained on (a subset is fine)"
             )
         return list(self._given_classes), {name: i for i, name in enumerate(self._given_classes)}
 
@@ -108,12 +117,12 @@ def _split_folder(data_path: str, split: str) -> str:
     return folder
 
 
-def _image_folder(folder: str, transform, classes: list[str] | None) -> ImageFolder:
+def _image_folder(folder: str, transform, classes: list[str] | None, classes_from: str = "") -> ImageFolder:
     try:
         if classes is None:
             dataset = ImageFolder(folder, transform=transform)
         else:
-            dataset = _FixedClassesFolder(folder, classes, transform=transform)
+            dataset = _FixedClassesFolder(folder, classes, classes_from, transform=transform)
     except FileNotFoundError as error:
         raise DataError(
             f"{folder} is not in the ImageFolder layout (one subfolder of images per class): {error}"
@@ -123,23 +132,43 @@ def _image_folder(folder: str, transform, classes: list[str] | None) -> ImageFol
     return dataset
 
 
-def build_datasets(config: CfgNode, need_train: bool) -> tuple[ImageFolder | None, ImageFolder, list[str]]:
-    """``(train, val, class names)``; ``train`` is None when ``need_train`` is False (evaluation)."""
+def build_datasets(
+    config: CfgNode, need_train: bool, trained_classes: list[str] | None = None
+) -> tuple[ImageFolder | None, ImageFolder, list[str]]:
+    """``(train, val, class names)``; ``train`` is None when ``need_train`` is False (evaluation).
+
+    The class names number the model's outputs: ``train/``'s folder names when training;
+    for evaluation ``trained_classes`` (the checkpoint's list) when given, else ``train/``'s
+    names if that folder exists, else (no record of the training classes) ``val/``'s own.
+    """
     data_path = config.DATA.DATA_PATH
     if not data_path:
         raise DataError("no dataset folder given: pass --data-path DIR (or set DATA.DATA_PATH)")
     if not os.path.isdir(data_path):
         raise DataError(f"the dataset folder {data_path} (--data-path / DATA.DATA_PATH) does not exist")
-    train_folder = _split_folder(data_path, "train") if need_train else None
     val_folder = _split_folder(data_path, "val")
+    train_folder = os.path.join(data_path, "train")
     train = None
     if need_train:
-        train = _image_folder(train_folder, build_transform(config, is_train=True), classes=None)
-        classes = train.classes
-        val = _image_folder(val_folder, build_transform(config, is_train=False), classes=classes)
+        train = _image_folder(_split_folder(data_path, "train"), build_transform(config, is_train=True), classes=None)
+        classes, classes_from = train.classes, "train/"
+    elif trained_classes is not None:
+        classes, classes_from = trained_classes, "the checkpoint's class list"
+    elif os.path.isdir(train_folder):
+        try:
+            classes, classes_from = find_classes(train_folder)[0], "train/"
+        except FileNotFoundError as error:
+            raise DataError(
+                f"{train_folder} is not in the ImageFolder layout (one subfolder per class): {error}"
+            ) from None
     else:
+        logger.warning(
+            "no train/ folder and no class list in the checkpoint: class indices follow val/'s own folders, "
+            "which is right only if val/ has every class the model was trained on"
+        )
         val = _image_folder(val_folder, build_transform(config, is_train=False), classes=None)
-        classes = val.classes
+        return None, val, val.classes
+    val = _image_folder(val_folder, build_transform(config, is_train=False), classes, classes_from)
     return train, val, classes
 
 
@@ -171,9 +200,11 @@ class ShardSampler(Sampler[int]):
 
 
 def build_loaders(
-    config: CfgNode, train: Dataset | None, val: Dataset, rank: int, world_size: int, pin_memory: bool
+    config: CfgNode, train: Dataset | None, val: Dataset, rank: int, world_size: int, device: torch.device
 ) -> tuple[DataLoader | None, DataLoader]:
     """Loaders for this process; ``set_epoch`` on the training sampler reshuffles per epoch."""
+    # Pinned memory only speeds up copies to a GPU; on a CPU it would cost for nothing.
+    pin_memory = config.DATA.PIN_MEMORY and device.type == "cuda"
     common = dict(batch_size=config.DATA.BATCH_SIZE, num_workers=config.DATA.NUM_WORKERS, pin_memory=pin_memory)
     train_loader = None
     if train is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from grootv.demo_data import make_demo_dataset
+from grootv.demo_data import check_replaceable, make_demo_dataset
 
 from . import main as pipeline
 from .checkpoint import latest_checkpoint
@@ -81,6 +81,10 @@ def run_demo(argv: list[str] | None = None) -> dict:
     if args.data_path:
         data_path = args.data_path
     else:
+        try:
+            check_replaceable(args.data_root, "--data-root")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         print(f"demo dataset: {args.data_root} (generated once, then reused)", flush=True)
         data_path = str(make_demo_dataset(args.data_root, seed=args.seed))
     if args.fresh:

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from .. import atomic
 from . import checkpoint as ckpt
 from .config import get_config
 from .data import build_datasets, build_loaders, build_mixup, resolve_num_classes
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the release's zip cache mode (DATA.CACHE_MODE)")
     run = parser.add_argument_group("run")
     run.add_argument("--output", metavar="DIR", help="output folder (OUTPUT; default output/<config name>)")
-    run.add_argument("--tag", help="a tag for the run (TAG)")
+    run.add_argument("--tag", help="a label for the run, for the logs (TAG)")
     run.add_argument("--resume", metavar="CKPT", help="resume training from, or with --eval evaluate, this checkpoint")
     run.add_argument("--auto-resume", action="store_true",
                      help="continue from the newest checkpoint in --output (TRAIN.AUTO_RESUME)")
@@ -189,13 +190,16 @@ def _describe(model: torch.nn.Module, config: CfgNode, num_classes: int, classes
     logger.info(f"model {config.MODEL.TYPE}: {params:,} parameters, {num_classes} classes{shown}")
 
 
-def _evaluate_checkpoint(config, args, runtime, model, val_loader, precision) -> dict:
+def _eval_checkpoint_path(config: CfgNode) -> str:
     path = config.MODEL.RESUME or config.MODEL.PRETRAINED
     if not path and config.TRAIN.AUTO_RESUME:
         path = ckpt.latest_checkpoint(config.OUTPUT)
     if not path:
         raise ConfigError("--eval needs weights: pass --resume CKPT (or --auto-resume with checkpoints in --output)")
-    checkpoint = ckpt.read_checkpoint(path, args.trust_checkpoint)
+    return path
+
+
+def _evaluate_checkpoint(config, args, runtime, model, val_loader, precision, path: str, checkpoint: dict) -> dict:
     has_plain = any(key in checkpoint for key in ("model", "state_dict"))
     has_ema = any(key in checkpoint for key in ("model_ema", "state_dict_ema"))
     source = ckpt.load_weights(model, checkpoint, path, use_ema=None)
@@ -210,8 +214,7 @@ def _evaluate_checkpoint(config, args, runtime, model, val_loader, precision) ->
         result.update({f"ema_val_{key}": value for key, value in stats.items()})
         logger.info(f"{path} [EMA]: top-1 {stats['acc1']:.2f}%  top-5 {stats['acc5']:.2f}%  loss {stats['loss']:.4f}")
     if runtime.is_main and config.OUTPUT:
-        with open(os.path.join(config.OUTPUT, "eval.json"), "w") as f:
-            json.dump(result, f, indent=1)
+        atomic.write_text(os.path.join(config.OUTPUT, "eval.json"), json.dumps(result, indent=1))
     return result
 
 
@@ -253,7 +256,7 @@ def _resume_source(config: CfgNode, runtime: Runtime) -> str | None:
     return decision
 
 
-def _train(config, args, runtime, model, train_loader, val_loader, num_classes, precision) -> dict:
+def _train(config, args, runtime, model, train_loader, val_loader, num_classes, classes, precision) -> dict:
     progress = not args.no_progress
     resume_path = _resume_source(config, runtime)
     if config.MODEL.PRETRAINED and not resume_path:
@@ -285,7 +288,10 @@ def _train(config, args, runtime, model, train_loader, val_loader, num_classes, 
         best = {"max_accuracy": state["max_accuracy"], "max_accuracy_ema": state["max_accuracy_ema"]}
         logger.info(f"resumed from {resume_path}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
     if runtime.is_main:
+        # Resuming from an older checkpoint abandons the epochs after it: their metrics
+        # lines, and their checkpoints, which --auto-resume would otherwise pick up later.
         keep_epochs_before(config.OUTPUT, start_epoch)
+        ckpt.drop_checkpoints_from(config.OUTPUT, start_epoch)
 
     ddp_model = model
     if runtime.distributed:
@@ -293,10 +299,10 @@ def _train(config, args, runtime, model, train_loader, val_loader, num_classes, 
             model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None
         )
     logger.info(
-        f"training epochs {start_epoch}..{config.TRAIN.EPOCHS - 1}: {runtime.world_size} process(es) x "
-        f"{config.DATA.BATCH_SIZE} images x {accumulation} accumulation step(s), {updates_per_epoch} updates/epoch, "
-        f"lr {rates.base:.3e} (warm-up from {rates.warmup:.1e}, min {rates.min:.1e}), {precision.describe()}, "
-        f"{runtime.device}"
+        f"training run {config.TAG!r}, epochs {start_epoch}..{config.TRAIN.EPOCHS - 1}: "
+        f"{runtime.world_size} process(es) x {config.DATA.BATCH_SIZE} images x {accumulation} accumulation step(s), "
+        f"{updates_per_epoch} updates/epoch, lr {rates.base:.3e} (warm-up from {rates.warmup:.1e}, "
+        f"min {rates.min:.1e}), {precision.describe()}, {runtime.device}"
     )
     config_yaml = config.dump()
     record = None
@@ -340,14 +346,14 @@ def _train(config, args, runtime, model, train_loader, val_loader, num_classes, 
             if (epoch + 1) % config.SAVE_FREQ == 0 or last or improved or improved_ema:
                 state = ckpt.training_state(epoch, model, ema.module if ema else None, optimizer, scheduler, scaler,
                                             best["max_accuracy"], best["max_accuracy_ema"], runtime.world_size,
-                                            config_yaml)
+                                            config_yaml, classes)
                 if (epoch + 1) % config.SAVE_FREQ == 0 or last:
-                    ckpt.save_atomic(state, ckpt.checkpoint_path(config.OUTPUT, epoch))
+                    atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, epoch))
                     ckpt.prune_checkpoints(config.OUTPUT, config.SAVE_CKPT_NUM)
                 if improved:
-                    ckpt.save_atomic(state, ckpt.checkpoint_path(config.OUTPUT, "best"))
+                    atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, "best"))
                 if improved_ema:
-                    ckpt.save_atomic(state, ckpt.checkpoint_path(config.OUTPUT, "ema_best"))
+                    atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, "ema_best"))
         barrier(runtime)
     if record is None:
         logger.info(f"nothing to train: the run in {config.OUTPUT} finished all {config.TRAIN.EPOCHS} epochs")
@@ -396,31 +402,36 @@ def _run(config: CfgNode, args: argparse.Namespace, runtime: Runtime) -> dict:
     precision = resolve_precision(config, runtime.device)
 
     timing_only = config.THROUGHPUT_MODE and not config.DATA.DATA_PATH
+    eval_path = eval_checkpoint = None
+    if config.EVAL_MODE and not config.THROUGHPUT_MODE:
+        # Read first: its class list decides how val/'s folders are numbered.
+        eval_path = _eval_checkpoint_path(config)
+        eval_checkpoint = ckpt.read_checkpoint(eval_path, args.trust_checkpoint)
     train_set = val_set = train_loader = val_loader = None
     if timing_only:
         num_classes, classes = config.MODEL.NUM_CLASSES, []
     else:
         need_train = not (config.EVAL_MODE or config.THROUGHPUT_MODE)
-        train_set, val_set, classes = build_datasets(config, need_train)
+        trained_classes = ckpt.trained_classes(eval_checkpoint, eval_path) if eval_checkpoint is not None else None
+        train_set, val_set, classes = build_datasets(config, need_train, trained_classes)
         num_classes = resolve_num_classes(config, len(classes))
-        train_loader, val_loader = build_loaders(
-            config, train_set, val_set, runtime.rank, runtime.world_size, pin_memory=runtime.device.type == "cuda"
-        )
+        train_loader, val_loader = build_loaders(config, train_set, val_set, runtime.rank, runtime.world_size,
+                                                 runtime.device)
     config = _with_num_classes(config, num_classes)
     if runtime.is_main and not (config.EVAL_MODE or config.THROUGHPUT_MODE):
-        with open(os.path.join(config.OUTPUT, "config.yaml"), "w") as f:
-            f.write(config.dump())
+        atomic.write_text(os.path.join(config.OUTPUT, "config.yaml"), config.dump())
 
     model = build_model(config, num_classes).to(runtime.device)
     _describe(model, config, num_classes, classes)
     if val_set is not None:
         sizes = f"{len(train_set)} training and " if train_set is not None else ""
-        logger.info(f"data {config.DATA.DATA_PATH}: {sizes}{len(val_set)} validation images, {config.DATA.IMG_SIZE}px")
+        logger.info(f"data {config.DATA.DATASET!r} in {config.DATA.DATA_PATH}: {sizes}{len(val_set)} validation "
+                    f"images, {config.DATA.IMG_SIZE}px")
     if config.THROUGHPUT_MODE:
         return _throughput(config, args, runtime, model, val_loader, precision)
     if config.EVAL_MODE:
-        return _evaluate_checkpoint(config, args, runtime, model, val_loader, precision)
-    return _train(config, args, runtime, model, train_loader, val_loader, num_classes, precision)
+        return _evaluate_checkpoint(config, args, runtime, model, val_loader, precision, eval_path, eval_checkpoint)
+    return _train(config, args, runtime, model, train_loader, val_loader, num_classes, classes, precision)
 
 
 def main(argv: list[str] | None = None) -> None:

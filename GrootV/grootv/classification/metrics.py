@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+
+from ..atomic import write_text
 
 FILENAME = "metrics.jsonl"
 
@@ -59,7 +60,4 @@ def keep_epochs_before(output: str, epoch: int) -> None:
     if not os.path.isfile(path):
         return
     kept = [record for record in read_metrics(output) if record.get("epoch", -1) < epoch]
-    handle, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", suffix=".tmp", dir=output)
-    with os.fdopen(handle, "w") as f:
-        f.writelines(json.dumps(record) + "\n" for record in kept)
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(record) + "\n" for record in kept))

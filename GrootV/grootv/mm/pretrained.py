@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 
-import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from ..checkpoint import CheckpointMismatchError, LoadResult, extract_state_dict
+from ..checkpoint import CheckpointMismatchError, LoadResult, read_checkpoint, select_state_dict
 
 __all__ = ["load_pretrained"]
 
@@ -31,54 +28,6 @@ _CLASSIFIER_PREFIXES = ("conv_head.", "head.")
 # Dense-prediction checkpoints (mmdet/mmseg) keep the backbone under this prefix.
 _BACKBONE_PREFIX = "backbone."
 _SHOWN = 20
-
-
-def _read_checkpoint(checkpoint: str | os.PathLike, map_location="cpu", trusted: bool = False) -> Mapping:
-    """A checkpoint file (or http(s) URL) loaded onto ``map_location``.
-
-    Only tensors and plain values are unpickled unless ``trusted``: the release's own
-    training files also pickle their yacs config, which needs ``trusted=True``.
-    """
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"`checkpoint` must be a path or URL, got {type(checkpoint).__name__}")
-    location = os.fspath(checkpoint)
-    try:
-        if location.startswith(("http://", "https://")):
-            return torch.hub.load_state_dict_from_url(location, map_location=map_location,
-                                                      weights_only=not trusted)
-        if not os.path.isfile(location):
-            raise FileNotFoundError(
-                f"pretrained `checkpoint` not found: {location!r} (relative paths start at the working "
-                f"directory {os.getcwd()!r}); set model.backbone.init_cfg.checkpoint to the classification "
-                f"weights, or init_cfg=None to train from scratch"
-            )
-        return torch.load(location, map_location=map_location, weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        if os.path.isfile(location) and not _looks_like_torch_save(location):
-            raise ValueError(f"{location!r} is not a readable PyTorch checkpoint: {error}") from None
-        raise ValueError(
-            f"{location!r} holds pickled objects besides tensors (the release's training checkpoints keep "
-            f"their yacs config). If you trust the file, add trusted=True to the backbone's init_cfg. ({error})"
-        ) from None
-    except (RuntimeError, EOFError) as error:
-        raise ValueError(f"{location!r} is not a readable PyTorch checkpoint: {error}") from None
-
-
-def _looks_like_torch_save(path: str) -> bool:
-    """A zip archive (torch.save since 1.6) or a pickle stream (the legacy format)."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
-
-
-def _source(checkpoint: Mapping, use_ema: bool | None) -> str:
-    """The entry :func:`grootv.extract_state_dict` reads, by its documented rule."""
-    plain = next((k for k in ("model", "state_dict") if k in checkpoint), None)
-    ema = next((k for k in ("model_ema", "state_dict_ema") if k in checkpoint), None)
-    if use_ema is None:
-        return plain or ema or "state_dict"
-    return (ema if use_ema else plain) or "state_dict"
 
 
 def _backbone_part(state_dict: dict) -> dict:
@@ -119,12 +68,19 @@ def load_pretrained(
     """
     where = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "the given checkpoint"
     if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = _read_checkpoint(checkpoint, map_location, trusted)
+        try:
+            checkpoint = read_checkpoint(checkpoint, map_location=map_location, trusted=trusted,
+                                         trust_hint="add trusted=True to the backbone's init_cfg")
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"pretrained {error} (relative paths start at the working directory {os.getcwd()!r}); set "
+                f"model.backbone.init_cfg.checkpoint to the classification weights, or init_cfg=None to train "
+                f"from scratch"
+            ) from None
     try:
-        state_dict = extract_state_dict(checkpoint, use_ema)
+        source, state_dict = select_state_dict(checkpoint, use_ema)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{where}: {error}") from None
-    source = _source(checkpoint, use_ema)
     state_dict = _backbone_part(state_dict)
 
     own = backbone.state_dict()

@@ -143,9 +143,11 @@ class GrootVLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, tree=None):
         """``x (B, H, W, C)``, optional shared tree -> ``(x, tree used)``."""
-        if self.with_cp and x.requires_grad and torch.is_grad_enabled():
-            # Non-reentrant: it passes the TreeOrder through, and recomputing rebuilds
-            # the same tree (the MST is a pure function of its input).
+        # Not `x.requires_grad`: behind a frozen stem (mm's frozen_stages >= 0) the first
+        # blocks get inputs without grad yet train their own weights.
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            # Non-reentrant: it passes the TreeOrder through, works with inputs that need no
+            # grad, and recomputing rebuilds the same tree (the MST is a pure function of its input).
             return checkpoint(self._branches, x, tree, use_reentrant=False)
         return self._branches(x, tree)
 
@@ -260,12 +262,9 @@ class GrootV(nn.Module):
 
         self.num_classes = num_classes
         self.num_levels = len(depths)
+        # Kept for introspection, as timm models keep their defining sizes (`model.depths`).
         self.depths = depths
         self.channels = channels
-        self.post_norm = post_norm
-        self.mlp_ratio = mlp_ratio
-        self.act_layer = act_layer
-        self.drop_rate = drop_rate
         widths = [channels * 2**i for i in range(self.num_levels)]
         # timm's convention: num_features is what forward_features returns and the head
         # reads, here the output of conv_head (the release's name for widths[-1] was
@@ -353,11 +352,15 @@ class GrootV(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ):
-        """The normalised output of each stage before its downsampling, NCHW, strides 4/8/16/32.
+        """Each stage's output before its downsampling, NCHW, strides 4/8/16/32.
 
-        ``indices``: stages to return (int = the last n; None = all). ``norm`` has no
-        effect (every stage output is already normalised). Returns the list, or
-        ``(forward_features(x), list)`` unless ``intermediates_only``.
+        That output is what the stage's last block produced, through the stage's
+        LayerNorm unless ``post_norm`` (the release skips that norm then).
+        ``indices``: stages to return (int = the last n; None = all). ``norm`` is accepted
+        for timm's interface and ignored: GrootV has no final norm besides the stages' own.
+        Returns the list, or ``(final, list)`` unless ``intermediates_only``: ``final`` is
+        ``forward_features(x)``, or, when ``stop_early`` ends before the last stage, the
+        last computed stage's output without the head (timm's convention).
         """
         if output_fmt != "NCHW":
             raise ValueError(f"`output_fmt` must be 'NCHW', got {output_fmt!r}")
@@ -371,6 +374,8 @@ class GrootV(nn.Module):
                 intermediates.append(features.permute(0, 3, 1, 2))
         if intermediates_only:
             return intermediates
+        if len(levels) < len(self.levels):
+            return features.permute(0, 3, 1, 2), intermediates
         return self.conv_head(x.permute(0, 3, 1, 2)), intermediates
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,

@@ -67,7 +67,7 @@ class Tree_SSM(nn.Module):
         ssm_ratio: inner width ``d_inner = ssm_ratio * d_model`` (the release: 2).
         dt_rank: rank of the Δ projection; "auto" = ``ceil(d_model / 16)``.
         act_layer: activation of both branches (the release: SiLU).
-        d_conv: kernel of the depth-wise conv (the release: 3; < 2 means none).
+        d_conv: kernel of the depth-wise conv, odd (the release: 3; < 2 means none).
         conv_bias, bias: biases of the conv and of in_proj/out_proj (the release: none).
         dropout: after out_proj.
         dt_min, dt_max, dt_init, dt_scale, dt_init_floor: Δ initialisation, as in Mamba.
@@ -100,6 +100,9 @@ class Tree_SSM(nn.Module):
             raise ValueError(f"`d_model` must be a positive int, got {d_model!r}")
         if dt_rank != "auto" and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
             raise ValueError(f"`dt_rank` must be 'auto' or a positive int, got {dt_rank!r}")
+        # An even kernel cannot pad to the same size: the map would shrink by a pixel.
+        if isinstance(d_conv, bool) or not isinstance(d_conv, int) or (d_conv >= 2 and d_conv % 2 == 0):
+            raise ValueError(f"`d_conv` must be an odd int (or < 2 for no conv), got {d_conv!r}")
         check_choice("dt_init", dt_init, ("random", "constant"))
         self.metric = check_choice("metric", metric, METRICS)
         self.root = check_choice("root", root, ROOTS)
@@ -107,6 +110,7 @@ class Tree_SSM(nn.Module):
         d_inner = int(ssm_ratio * d_model)
         if d_inner < 1:
             raise ValueError(f"`ssm_ratio` * `d_model` must be at least 1, got {ssm_ratio} * {d_model}")
+        self.d_model = d_model
         self.d_inner = d_inner
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.d_state = 1
@@ -164,9 +168,14 @@ class Tree_SSM(nn.Module):
             edges = tree_scan.grid_mst(guide, self.metric)
         else:
             edges = raster_chain(batch, height, width, guide.device)
-        root = height * width - 1 if self.root == "last" else 0
-        # validate=False: these edges are made above; checking them would stall a GPU.
-        return tree_scan.bfs(edges, height * width, root=root, validate=False)
+        return self.order(edges, height * width)
+
+    def order(self, edges: torch.Tensor, length: int) -> TreeOrder:
+        """The BFS order of the spanning tree ``edges (B, length - 1, 2)`` from this block's root."""
+        root = length - 1 if self.root == "last" else 0
+        # validate=False: the edges are a spanning tree by construction (grid_mst,
+        # raster_chain); checking them would stall a GPU.
+        return tree_scan.bfs(edges, length, root=root, validate=False)
 
     def scan_along(self, u: torch.Tensor, decay: torch.Tensor, tree: TreeOrder) -> torch.Tensor:
         """``h`` from the scan input ``u`` and per-pixel decay ``Ā``, both ``(B, d_inner, L)``."""
@@ -180,8 +189,9 @@ class Tree_SSM(nn.Module):
         ``tree``: a :class:`tree_scan.TreeOrder` over the ``H*W`` pixels to scan along
         instead of building one (a stage sharing one tree); the tree used is returned.
         """
-        if x.dim() != 4:
-            raise ValueError(f"`x` must be (B, H, W, C) channels-last; got shape {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[-1] != self.d_model:
+            raise ValueError(f"`x` must be (B, H, W, C) channels-last with C = d_model = {self.d_model}; "
+                             f"got shape {tuple(x.shape)}")
         batch, height, width, _ = x.shape
         length = height * width
 

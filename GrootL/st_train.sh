@@ -2,15 +2,17 @@
 # LoRA fine-tuning of GrootL on Alpaca-format data, with the release's recipe.
 #
 #   MODEL_PATH        base Mamba checkpoint directory          (default: mamba-130m-hf)
-#   DATA_PATH         Alpaca-format JSON                       (default: benchmarks/alpaca_data.json)
+#   DATA_PATH         Alpaca-format JSON, e.g. alpaca_data.json (required)
 #   OUTPUT_DIR        adapter, checkpoints, metrics.jsonl      (default: out_exp)
 #   NPROC             processes (one per GPU), DDP via torchrun (default: 1)
 #   DEEPSPEED_CONFIG  optional DeepSpeed JSON (e.g. ZeRO stage 2); needs the deepspeed package
 #
 # Extra arguments are passed on to `python -m grootl.train` (later flags win), e.g.
-#   bash GrootL/st_train.sh --max_steps 10
+#   DATA_PATH=alpaca_data.json bash GrootL/st_train.sh --max_steps 10
 # Re-running the same command resumes from the newest checkpoint in OUTPUT_DIR.
 set -euo pipefail
+
+: "${DATA_PATH:?set DATA_PATH to an Alpaca-format JSON file: a list of records with instruction, input and output (e.g. alpaca_data.json of tatsu-lab/stanford_alpaca)}"
 
 deepspeed_args=()
 if [[ -n "${DEEPSPEED_CONFIG:-}" ]]; then
@@ -22,7 +24,7 @@ torchrun --nproc_per_node="${NPROC:-1}" \
     --master_port="${MASTER_PORT:-29500}" \
     -m grootl.train \
     --model_name_or_path "${MODEL_PATH:-mamba-130m-hf}" \
-    --data_path "${DATA_PATH:-benchmarks/alpaca_data.json}" \
+    --data_path "${DATA_PATH}" \
     --output_dir "${OUTPUT_DIR:-out_exp}" \
     --bf16 True \
     --model_max_length 2048 \

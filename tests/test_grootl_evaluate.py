@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 
 from grootl import evaluate as evaluate_cli
@@ -67,6 +68,24 @@ def test_long_requests_are_cut_from_the_left(checkpoint):
     assert score == pytest.approx(sum(float(log_probs[5 + i, t]) for i, t in enumerate(continuation)), abs=1e-4)
 
 
+def test_bad_requests_name_the_argument(checkpoint):
+    lm = GrootLEvalModel(str(checkpoint), batch_size=2, max_length=8)
+    # An empty context leaves nothing to predict the first continuation token from.
+    with pytest.raises(ValueError, match=r"`pairs\[1\]` has an empty context.*prefix_token_id"):
+        lm.score_tokens([([3], [4]), ([], [5])])
+    with pytest.raises(ValueError, match=r"`pairs\[0\]` has an empty continuation"):
+        lm.score_tokens([([3], [])])
+    with pytest.raises(ValueError, match=r"`pairs\[0\]` has a continuation of 9 tokens.*max_length=8"):
+        lm.score_tokens([([3], list(range(1, 10)))])
+
+
+def test_an_empty_text_context_is_conditioned_on_the_prefix_token(checkpoint):
+    lm = GrootLEvalModel(str(checkpoint), batch_size=2)
+    continuation = lm.tok_encode("the cat sits")
+    (score, greedy), = lm.loglikelihood([Instance("loglikelihood", {}, ("", "the cat sits"), 0)], disable_tqdm=True)
+    assert (score, greedy) == lm.score_tokens([([lm.prefix_token_id], continuation)])[0]
+
+
 def test_bad_model_arguments_are_reported(checkpoint):
     with pytest.raises(ValueError, match="`batch_size`"):
         GrootLEvalModel(str(checkpoint), batch_size="auto")
@@ -116,3 +135,18 @@ def test_evaluate_end_to_end_on_local_task_files(checkpoint, tmp_path, monkeypat
     assert results["grootl_local_cloze"]["perplexity,none"] > 1.0
     assert "exact_match,none" in results["grootl_local_gen"]
     assert summary["paper_columns"][-1] == "Avg" and summary["paper_row"] == [None] * 8
+
+
+def test_a_failed_write_leaves_the_previous_results(checkpoint, tmp_path, monkeypatch):
+    output = tmp_path / "results.json"
+    output.write_text("previous")
+    lm = GrootLEvalModel(str(checkpoint), batch_size=4)
+    monkeypatch.setattr(evaluate_cli, "simple_evaluate", lambda **kwargs: {"results": {"piqa": {"acc,none": 0.5}}})
+
+    def full_disk(*args):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="no space left"):
+        evaluate_cli.evaluate(lm, ["grootl_local_mc"], include_path=str(REPOSITORY / "configs" / "lm_eval"), output_path=output)
+    assert os.listdir(tmp_path) == ["results.json"] and output.read_text() == "previous"

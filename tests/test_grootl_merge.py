@@ -76,3 +76,15 @@ def test_bad_arguments_are_reported(adapter, tmp_path):
     with pytest.raises(ValueError, match="`dtype`"):
         merge(adapter / "base", adapter / "adapter", tmp_path / "out", dtype="int8")
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_replaces_the_whole_folder_with_plain_permissions(adapter, tmp_path):
+    (tmp_path / "plain").mkdir()
+    plain_mode = (tmp_path / "plain").stat().st_mode & 0o777
+    target = tmp_path / "merged"
+    target.mkdir()
+    (target / "stale.bin").write_text("from an earlier merge")
+    path = merge(adapter / "base", adapter / "adapter", target, overwrite=True)
+    assert "stale.bin" not in os.listdir(path) and (path / "config.json").is_file()
+    assert path.stat().st_mode & 0o777 == plain_mode  # readable by others, like any saved checkpoint
+    assert sorted(os.listdir(tmp_path)) == ["merged", "plain"]  # no staging folder left behind

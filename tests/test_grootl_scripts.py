@@ -28,6 +28,21 @@ def run_script(script, env, *args):
     return result.stdout
 
 
+def test_st_train_requires_data_path(tmp_path):
+    # A stand-in torchrun shows whether the script got as far as launching the training.
+    torchrun = tmp_path / "bin" / "torchrun"
+    torchrun.parent.mkdir()
+    torchrun.write_text(f"#!/bin/sh\ntouch {tmp_path / 'launched'}\n")
+    torchrun.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "DATA_PATH"}
+    env["PATH"] = f"{torchrun.parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        ["bash", str(REPOSITORY / "GrootL" / "st_train.sh")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "set DATA_PATH to an Alpaca-format JSON file" in result.stderr
+    assert not (tmp_path / "launched").exists()
+
+
 @pytest.mark.slow
 def test_train_merge_evaluate_with_the_scripts(tmp_path):
     save_tiny_checkpoint(tmp_path / "base", seed=2)

@@ -6,8 +6,10 @@ import os
 import pytest
 import torch
 
+from transformers import TrainerState
+
 from grootl import train
-from grootl.checkpointing import STAGING_DIR
+from grootl.checkpointing import STAGING_DIR, JsonLinesMetrics
 from grootl.data import PROMPT_NO_INPUT, PROMPT_WITH_INPUT, SupervisedCollator, SupervisedDataset, format_prompt
 from grootl.lora import load_lora
 from grootl.modeling import GrootLMambaForCausalLM
@@ -113,11 +115,40 @@ def test_lora_training_lowers_the_loss_and_resumes(workspace, tmp_path):
     out_proj_b = [p for n, p in tuned.named_parameters() if "out_proj.lora_B" in n]
     assert out_proj_b and all(p.abs().sum() > 0 for p in out_proj_b)  # the out_proj adapters were trained
 
-    # A half-written checkpoint left by a killed run lives only in the staging folder and is ignored.
-    (output / STAGING_DIR / "checkpoint-99").mkdir(parents=True)
+    # A run killed after logging steps 5-8 but before renaming checkpoint-8 into place: its copy
+    # is still in the staging folder (ignored), and the rerun resumes from checkpoint-4.
+    (output / STAGING_DIR).mkdir()
+    os.replace(output / "checkpoint-8", output / STAGING_DIR / "checkpoint-8")
+    metrics = output / "metrics.jsonl"
+    first_run = [dict(json.loads(line), run="first") for line in metrics.read_text().splitlines()]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in first_run))
     run_training(root, output, max_steps=10)
-    records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == list(range(1, 11))  # resumed at step 9, not restarted
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 11))
+    # Steps 1-4 are the first run's records (resumed, not restarted); its steps 5-8 are gone.
+    assert [r for r in records if r.get("run") == "first"] == [r for r in first_run if r["step"] <= 4]
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 10
     assert not (output / STAGING_DIR).exists()
+
+
+def test_metrics_after_the_resumed_step_are_dropped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
+    callback = JsonLinesMetrics(str(path))
+    state = TrainerState(global_step=2, is_world_process_zero=False)
+    callback.on_train_begin(None, state, None)
+    assert len(path.read_text().splitlines()) == 5  # only rank 0 touches the file
+
+    state.is_world_process_zero = True
+    callback.on_train_begin(None, state, None)  # the torn last line (a kill while appending) goes too
+    callback.on_log(None, TrainerState(global_step=3, epoch=0.5), None, logs={"loss": 0.25})
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+    callback.on_train_begin(None, TrainerState(global_step=0), None)  # starting over
+    assert path.read_text() == ""
+
+    path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not JSON"):
+        callback.on_train_begin(None, state, None)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import simple_parse_args_string
 
+from .atomic import atomic_write
 from .lm_eval_model import GrootLEvalModel
 
 __all__ = ["PAPER_COLUMNS", "PAPER_TABLE3", "DEFAULT_TASKS", "paper_row", "format_table", "evaluate", "main"]
@@ -151,9 +151,8 @@ def evaluate(
     if output_path is not None:
         path = Path(output_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        staging.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        os.replace(staging, path)
+        with atomic_write(path) as f:
+            json.dump(summary, f, indent=2, default=str)
     return summary
 
 

@@ -135,13 +135,24 @@ class GrootLEvalModel(TemplateLM):
 
         The input is ``(context + continuation)[:-1]`` cut from the left to ``max_length``; its
         prompt length (the model's ``contex_len``) is the part of the context that remains.
+        Every context needs a token to predict the first continuation token from: as in
+        lm-eval's HF model, an empty text context is lm-eval's to replace by ``prefix_token_id``
+        (``loglikelihood`` does) before it comes here.
         """
         rows = []
-        for context, continuation in pairs:
+        for index, (context, continuation) in enumerate(pairs):
+            if not context:
+                raise ValueError(
+                    f"`pairs[{index}]` has an empty context; pass at least one token "
+                    f"(lm-eval uses prefix_token_id={self.prefix_token_id} for an empty context)"
+                )
             if not continuation:
-                raise ValueError("every loglikelihood request needs a non-empty continuation")
+                raise ValueError(f"`pairs[{index}]` has an empty continuation; pass at least one token to score")
             if len(continuation) > self.max_length:
-                raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length={self.max_length}")
+                raise ValueError(
+                    f"`pairs[{index}]` has a continuation of {len(continuation)} tokens; at most "
+                    f"max_length={self.max_length} fit"
+                )
             window = (list(context) + list(continuation))[-(self.max_length + 1) :]
             tokens = window[:-1]
             rows.append((tokens, len(tokens) - len(continuation) + 1, list(continuation)))

@@ -17,16 +17,14 @@ with the merged embeddings), which is what the release's merged checkpoints cont
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoTokenizer, MambaConfig, MambaForCausalLM
 
+from .atomic import atomic_directory
 from .lora import load_lora
 from .modeling import GrootLMambaForCausalLM
 
@@ -72,15 +70,9 @@ def merge(
 
     tokenizer_source = peft_model if (Path(peft_model) / "tokenizer_config.json").is_file() else base_model
     save_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", dir=save_path.parent))
-    try:
+    with atomic_directory(save_path) as staging:
         plain.save_pretrained(staging, state_dict={k: v.contiguous() for k, v in merged.state_dict().items()})
         AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(staging)
-        if save_path.exists():
-            shutil.rmtree(save_path)
-        os.replace(staging, save_path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return save_path
 
 

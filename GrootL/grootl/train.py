@@ -10,8 +10,9 @@ lr 2e-5, constant with 20 warm-up steps, no weight decay; activation checkpointi
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m grootl.train ...`` (DDP); ``--deepspeed ds.json``
 hands the run to DeepSpeed when it is installed. Progress bars come from the Trainer, every log
-record is appended to ``<output_dir>/metrics.jsonl``, checkpoints appear atomically (see
-:mod:`grootl.checkpointing`), and re-running the same command resumes from the newest one.
+record is appended to ``<output_dir>/metrics.jsonl`` (cut back to the step training starts
+from), checkpoints appear atomically (see :mod:`grootl.checkpointing`), and re-running the
+same command resumes from the newest one.
 At the end the adapter (or, with ``--low_rank_training False``, the model) and the tokenizer
 are saved in ``output_dir``; ``python -m grootl.merge`` folds the adapter into the base.
 """

@@ -93,13 +93,22 @@ def test_gradcheck(device, kind, length, generator):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", SCANS)
 def test_any_memory_layout_gives_the_same_result(device, kind, generator):
-    x, weight, tree = problem(2, 24, 30, generator, torch.float32, device)
+    # 40 channels: one whole tile of 32 float32 channels and a partial one, each
+    # path of the CPU kernels' loads and stores.
+    x, weight, tree = problem(2, 40, 30, generator, torch.float32, device)
     scan = SCANS[kind][0]
     order = tree_scan.bfs(tree)
     want = scan(x, weight, order)
     channels_last_x = x.transpose(1, 2).contiguous().transpose(1, 2)  # (B, L, C) in memory
+    channels_last_w = weight.transpose(1, 2).contiguous().transpose(1, 2)
     assert torch.equal(scan(channels_last_x, weight, order), want)
-    wide = torch.randn(2, 48, 30, generator=generator).to(device)
+    assert torch.equal(scan(channels_last_x, channels_last_w, order), want)
+    backward = getattr(torch.ops.tree_scan, f"scan_{kind}_backward")
+    grad_out = torch.randn(x.shape, generator=generator).to(device)
+    for got, expected in zip(backward(grad_out.transpose(1, 2).contiguous().transpose(1, 2), channels_last_x,
+                                      channels_last_w, *order), backward(grad_out, x, weight, *order)):
+        assert torch.equal(got, expected)
+    wide = torch.randn(2, 80, 30, generator=generator).to(device)
     wide[:, ::2] = x
     assert torch.equal(scan(wide[:, ::2], weight, order), want)  # strided channels
     shared = weight[:1].expand(2, -1, -1)  # one weight tensor for the batch, stride 0

@@ -143,6 +143,11 @@ struct Task {
     const int64_t step = src.s1;
     for_each_row(rows, [&](int64_t v, int64_t t, acc_t* row, int64_t count) {
       const scalar_t* channels = &src(b, c_begin + t * K, v);
+      if (step == 1 && count == K) {
+        // The common case, with a constant trip count the compiler unrolls into SIMD moves.
+        for (int64_t c = 0; c < K; ++c) row[c] = static_cast<acc_t>(channels[c]);
+        return;
+      }
       if (step == 1) {
         for (int64_t c = 0; c < count; ++c) row[c] = static_cast<acc_t>(channels[c]);
       } else {
@@ -175,6 +180,10 @@ struct Task {
     const int64_t step = dst.s1;
     for_each_row(rows, [&](int64_t v, int64_t t, acc_t* row, int64_t count) {
       scalar_t* channels = &dst(b, c_begin + t * K, v);
+      if (step == 1 && count == K) {
+        for (int64_t c = 0; c < K; ++c) channels[c] = static_cast<scalar_t>(row[c]);
+        return;
+      }
       if (step == 1) {
         for (int64_t c = 0; c < count; ++c) channels[c] = static_cast<scalar_t>(row[c]);
       } else {

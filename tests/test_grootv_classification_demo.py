@@ -40,6 +40,9 @@ def test_demo_dataset_layout_and_reuse(tmp_path):
     make_demo_dataset(root, seed=5, train_per_class=2, val_per_class=2, img_size=24, num_classes=4)
     assert len(os.listdir(root / "train" / CLASSES[0])) == 2  # other parameters: regenerated
     assert sorted(os.listdir(tmp_path)) == ["d"]  # no staging folder left behind
+    (root / MANIFEST).write_text('{"seed": 5, "cla')  # damaged, e.g. by a full disk
+    make_demo_dataset(root, seed=5, train_per_class=2, val_per_class=2, img_size=24, num_classes=4)
+    assert json.loads((root / MANIFEST).read_text())["train_per_class"] == 2  # made again
 
     with pytest.raises(ValueError, match="num_classes must be at most 8"):
         make_demo_dataset(tmp_path / "e", num_classes=9)

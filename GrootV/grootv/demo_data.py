@@ -110,6 +110,15 @@ def _parameters(seed: int, train_per_class: int, val_per_class: int, img_size: i
     }
 
 
+def _recorded_parameters(manifest: Path) -> dict | None:
+    """The parameters in a demo_data.json, or None when it is missing or unreadable
+    (a damaged one just means the folder is made again)."""
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def check_replaceable(root: str | os.PathLike, argument: str = "`root`") -> None:
     """Raises ValueError, naming ``argument``, unless ``root`` is absent, an empty folder, or
     a folder with a demo_data.json: the only ones :func:`make_demo_dataset` may replace."""
@@ -153,8 +162,7 @@ def make_demo_dataset(
 
     root = Path(root)
     wanted = _parameters(seed, train_per_class, val_per_class, img_size, num_classes)
-    manifest = root / MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text()) == wanted:
+    if _recorded_parameters(root / MANIFEST) == wanted:
         return root
     check_replaceable(root)
 

@@ -12,7 +12,9 @@ from lm_eval.api.registry import get_model
 
 from grootl import evaluate as evaluate_cli
 from grootl.evaluate import PAPER_TABLE3, format_table, paper_row
+from grootl.configuration import write_tree_settings
 from grootl.lm_eval_model import GrootLEvalModel
+from grootl.lora import add_lora
 from grootl.modeling import GrootLMambaForCausalLM
 from grootl.testing import save_tiny_checkpoint
 
@@ -57,6 +59,30 @@ def test_batched_scores_equal_one_by_one_and_use_each_context_length(checkpoint,
     assert batched[0][0] == pytest.approx(expected, abs=1e-4)
 
 
+def test_batch_min_mode_scores_each_request_alone(checkpoint, generator):
+    """The release's batch_min gives every row the batch's smallest prompt; scored in batches
+    that would make a request's score depend on its neighbours, so it is scored alone."""
+    model = GrootLMambaForCausalLM.from_pretrained(checkpoint, contex_len_mode="batch_min").eval()
+    lm = GrootLEvalModel(model, tokenizer=str(checkpoint), batch_size=4)
+    pairs = [([5, 9, 11, 3, 7, 2, 8], [4, 6]), ([12, 3], [7]), ([1, 2, 3, 4], [5, 6, 7])]
+    together = lm.score_tokens(pairs)
+    for pair, result in zip(pairs, together):
+        assert lm.score_tokens([pair]) == [result]
+    per_row = GrootLEvalModel(GrootLMambaForCausalLM.from_pretrained(checkpoint).eval(), tokenizer=str(checkpoint))
+    for (a, _), (b, _) in zip(together, per_row.score_tokens(pairs)):
+        assert a == pytest.approx(b, abs=1e-4)  # alone, the smallest prompt is the row's own
+
+
+def test_generation_from_empty_contexts_starts_at_the_prefix_token(checkpoint):
+    lm = GrootLEvalModel(str(checkpoint), batch_size=2, max_gen_toks=3)
+    request = Instance("generate_until", {}, ("", {"until": ["\n\n"], "do_sample": False}), 0)
+    texts = lm.generate_until([request, request], disable_tqdm=True)
+    with torch.no_grad():
+        expected = lm.model.generate(torch.tensor([[lm.prefix_token_id]]), max_new_tokens=3, do_sample=False,
+                                     pad_token_id=lm.pad_token_id, eos_token_id=lm.eot_token_id)
+    assert texts == [lm.tok_decode(expected[0, 1:].tolist()).split("\n\n")[0]] * 2
+
+
 def test_long_requests_are_cut_from_the_left(checkpoint):
     model = GrootLMambaForCausalLM.from_pretrained(checkpoint).eval()
     lm = GrootLEvalModel(model, tokenizer=str(checkpoint), batch_size=2, max_length=8)
@@ -95,6 +121,15 @@ def test_bad_model_arguments_are_reported(checkpoint):
         GrootLEvalModel(str(checkpoint), contex_len_mode="max")
     with pytest.raises(TypeError, match="`pretrained`"):
         GrootLEvalModel(3)
+
+
+def test_an_adapter_is_evaluated_with_the_tree_settings_it_was_trained_with(checkpoint, tmp_path):
+    adapter = tmp_path / "adapter"
+    add_lora(GrootLMambaForCausalLM.from_pretrained(checkpoint)).save_pretrained(adapter)
+    write_tree_settings(GrootLMambaForCausalLM.from_pretrained(checkpoint, use_tree=False).config, adapter)
+    assert GrootLEvalModel(str(checkpoint), peft=str(adapter)).model.config.use_tree is False
+    overridden = GrootLEvalModel(str(checkpoint), peft=str(adapter), use_tree=True, tree_scale=0.5)
+    assert (overridden.model.config.use_tree, overridden.model.config.tree_scale) == (True, 0.5)
 
 
 def test_table_follows_the_paper():

@@ -100,3 +100,26 @@ def test_generation_from_embeddings_and_several_sequences_per_prompt(model, gene
     assert torch.equal(from_embeddings, from_ids[:, ids.shape[1] :])
     beams = model.generate(ids, num_beams=3, num_return_sequences=2, **kwargs)
     assert beams.shape == (4, ids.shape[1] + 4)
+
+
+def test_without_a_mask_the_prompt_is_what_generation_infers(model, generator):
+    """No attention_mask: generation infers one from the pad tokens (pad != EOS), and the
+    tree covers each row's real tokens, as with that mask given explicitly."""
+    ids, mask = left_padded_prompts(generator, [7, 4])
+    kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=PAD, eos_token_id=VOCAB - 1)
+    inferred = model.generate(ids, **kwargs)
+    explicit = model.generate(ids, attention_mask=mask, **kwargs)
+    assert torch.equal(inferred, explicit)
+    assert torch.equal(model.generate(ids, use_cache=False, **kwargs), explicit)
+
+
+def test_a_list_of_prompt_lengths_follows_beams_and_sequences(model, generator):
+    ids = torch.randint(1, VOCAB, (2, 7), generator=generator)
+    kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=PAD, eos_token_id=None, num_beams=2,
+                  num_return_sequences=2, output_scores=True, return_dict_in_generate=True)
+    from_list = model.generate(ids, contex_len=[3, 5], **kwargs)
+    from_tensor = model.generate(ids, contex_len=torch.tensor([3, 5]), **kwargs)
+    assert torch.equal(from_list.sequences, from_tensor.sequences)
+    torch.testing.assert_close(from_list.scores, from_tensor.scores)
+    whole_prompt = model.generate(ids, contex_len=7, **kwargs)
+    assert not torch.allclose(from_list.scores[0], whole_prompt.scores[0])  # the lengths matter

@@ -2,16 +2,18 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
 from transformers import MambaForCausalLM
 
 from grootl import merge as merge_cli
-from grootl.lora import add_lora, load_lora
+from grootl.configuration import write_tree_settings
+from grootl.lora import add_lora, load_lora, make_lora_config
 from grootl.merge import merge
 from grootl.modeling import GrootLMambaForCausalLM
-from grootl.testing import save_tiny_checkpoint
+from grootl.testing import save_tiny_checkpoint, tiny_mamba_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,7 +37,8 @@ def test_merged_checkpoint_loads_in_both_classes_with_the_same_logits(adapter, g
     path = merge(adapter / "base", adapter / "adapter", adapter / "merged")
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == "mamba" and config["architectures"] == ["MambaForCausalLM"]
-    assert not {"tree_scale", "use_tree", "contex_len_mode"} & set(config)
+    # No grootl_tree.json beside this adapter: the paper's settings.
+    assert (config["use_tree"], config["tree_scale"], config["contex_len_mode"]) == (True, 0.3, "per_row")
     assert config["tie_word_embeddings"] is False
     assert (path / "tokenizer_config.json").is_file()
 
@@ -52,6 +55,28 @@ def test_merged_checkpoint_loads_in_both_classes_with_the_same_logits(adapter, g
     base = MambaForCausalLM.from_pretrained(adapter / "base")
     torch.testing.assert_close(stock.lm_head.weight, base.lm_head.weight, atol=0, rtol=0)
     assert not torch.equal(stock.backbone.embeddings.weight, base.backbone.embeddings.weight)
+
+
+def test_the_adapters_tree_settings_survive_the_merge(adapter, tmp_path, generator):
+    """An adapter trained as plain Mamba + LoRA (or with another tree scale) stays that model."""
+    trained_as = GrootLMambaForCausalLM.from_pretrained(adapter / "base", use_tree=False, tree_scale=0.7)
+    settings_folder = tmp_path / "adapter"
+    shutil.copytree(adapter / "adapter", settings_folder)
+    write_tree_settings(trained_as.config, settings_folder)
+    path = merge(adapter / "base", settings_folder, tmp_path / "merged")
+    merged = GrootLMambaForCausalLM.from_pretrained(path).eval()
+    assert (merged.config.use_tree, merged.config.tree_scale) == (False, 0.7)
+    peft = load_lora(trained_as, str(settings_folder)).eval()
+    ids = torch.randint(1, 200, (2, 11), generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, peft(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_dt_proj_adapters_are_refused():
+    """The mixer reads dt_proj.weight itself: an adapter there would silently do nothing."""
+    model = GrootLMambaForCausalLM(tiny_mamba_config(50))
+    with pytest.raises(ValueError, match="`dt_proj` is not supported"):
+        add_lora(model, make_lora_config(target_modules=["in_proj", "dt_proj"]))
 
 
 def test_tie_embeddings_reproduces_the_release(adapter):

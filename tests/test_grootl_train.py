@@ -10,6 +10,7 @@ from transformers import TrainerState
 
 from grootl import train
 from grootl.checkpointing import STAGING_DIR, JsonLinesMetrics
+from grootl.configuration import read_tree_settings
 from grootl.data import PROMPT_NO_INPUT, PROMPT_WITH_INPUT, SupervisedCollator, SupervisedDataset, format_prompt
 from grootl.lora import load_lora
 from grootl.modeling import GrootLMambaForCausalLM
@@ -71,7 +72,7 @@ def mean_loss(model, dataset, pad_token_id):
         return float(model(**batch).loss)
 
 
-def run_training(root, output, max_steps):
+def run_training(root, output, max_steps, *extra):
     return train.main(
         [
             "--model_name_or_path", str(root / "base"),
@@ -87,6 +88,7 @@ def run_training(root, output, max_steps):
             "--use_cpu", "True",
             "--seed", "0",
             "--disable_tqdm", "True",
+            *extra,
         ]
     )  # fmt: skip
 
@@ -108,6 +110,9 @@ def test_lora_training_lowers_the_loss_and_resumes(workspace, tmp_path):
     adapter = json.loads((output / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == {"x_proj", "embeddings", "in_proj", "out_proj"}
     assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (8, 16, 0.0)
+    # The tree settings travel with the adapter (peft's files do not hold them).
+    for folder in (output, output / "checkpoint-4"):
+        assert read_tree_settings(folder) == {"use_tree": True, "tree_scale": 0.3, "contex_len_mode": "per_row"}
 
     tuned = load_lora(GrootLMambaForCausalLM.from_pretrained(root / "base"), str(output)).eval()
     after = mean_loss(tuned, dataset, tokenizer.eos_token_id)
@@ -130,6 +135,21 @@ def test_lora_training_lowers_the_loss_and_resumes(workspace, tmp_path):
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 10
     assert not (output / STAGING_DIR).exists()
+
+
+def test_full_fine_tuning_in_bf16_keeps_float32_weights(workspace, tmp_path):
+    """Without LoRA the weights stay float32 under bf16 autocast: AdamW steps of a small lr on
+    bf16 weights would mostly round away."""
+    root, _ = workspace
+    output = tmp_path / "full"
+    run_training(root, output, 2, "--low_rank_training", "False", "--bf16", "True", "--tree_scale", "0.5")
+    tuned = GrootLMambaForCausalLM.from_pretrained(output)
+    base = GrootLMambaForCausalLM.from_pretrained(root / "base")
+    assert tuned.config.tree_scale == 0.5 and read_tree_settings(output)["tree_scale"] == 0.5
+    tuned_weights, base_weights = tuned.state_dict(), base.state_dict()
+    assert all(value.dtype == torch.float32 for value in tuned_weights.values())
+    changed = [key for key in base_weights if not torch.equal(tuned_weights[key], base_weights[key])]
+    assert len(changed) >= len(base_weights) - 1, sorted(set(base_weights) - set(changed))
 
 
 def test_metrics_after_the_resumed_step_are_dropped(tmp_path):

@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .atomic import atomic_write, move_into_place
+from .configuration import write_tree_settings
 
 __all__ = ["STAGING_DIR", "AtomicCheckpointTrainer", "JsonLinesMetrics"]
 
@@ -33,6 +34,14 @@ class AtomicCheckpointTrainer(Trainer):
         if self._staging_root is not None:
             return self._staging_root
         return super()._get_output_dir(trial)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        # Every saved model (checkpoints and the final one): an adapter folder does not
+        # carry the tree settings the model was trained with; merge and evaluate read them.
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        if self.args.should_save and config is not None and hasattr(config, "use_tree"):
+            write_tree_settings(config, output_dir if output_dir is not None else self.args.output_dir)
 
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = super()._get_output_dir(trial)

@@ -27,7 +27,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from .configuration import CONTEX_LEN_MODES
+from .configuration import CONTEX_LEN_MODES, read_tree_settings
 from .lora import load_lora
 from .merge import DTYPES
 from .modeling import GrootLMambaForCausalLM
@@ -82,9 +82,13 @@ class GrootLEvalModel(TemplateLM):
             model = GrootLMambaForCausalLM.from_pretrained(pretrained, dtype=DTYPES[dtype])
         else:
             raise TypeError(f"`pretrained` must be a path or a GrootLMambaForCausalLM; got {type(pretrained).__name__}")
-        for key, value in (("use_tree", use_tree), ("tree_scale", tree_scale), ("contex_len_mode", contex_len_mode)):
-            if value is not None:
-                setattr(model.config, key, value)
+        # An adapter is evaluated with the tree settings it was trained with (recorded beside
+        # it by grootl.train); model arguments given here override them.
+        settings = read_tree_settings(peft) if peft is not None else {}
+        given = {"use_tree": use_tree, "tree_scale": tree_scale, "contex_len_mode": contex_len_mode}
+        settings.update({key: value for key, value in given.items() if value is not None})
+        for key, value in settings.items():
+            setattr(model.config, key, value)
         if peft is not None:
             # Unmerged: the adapter layers stay in the model, lm_head keeps the base matrix.
             model = load_lora(model, peft).get_base_model()
@@ -114,6 +118,12 @@ class GrootLEvalModel(TemplateLM):
     @property
     def batch_size(self) -> int:
         return self._batch_size
+
+    def _rows_per_batch(self) -> int:
+        """``batch_size``, except 1 under ``contex_len_mode="batch_min"``: that mode gives every
+        row the batch's smallest prompt, so scores would depend on which requests share a
+        batch; the release evaluates one request at a time, where it is each row's own."""
+        return 1 if self.model.config.contex_len_mode == "batch_min" else self.batch_size
 
     @property
     def device(self) -> torch.device:
@@ -160,8 +170,9 @@ class GrootLEvalModel(TemplateLM):
         results: list[tuple[float, bool] | None] = [None] * len(rows)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
         progress = tqdm(total=len(rows), disable=disable_tqdm, desc="loglikelihood")
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        rows_per_batch = self._rows_per_batch()
+        for start in range(0, len(order), rows_per_batch):
+            batch = order[start : start + rows_per_batch]
             longest = len(rows[batch[0]][0])
             input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
@@ -246,10 +257,16 @@ class GrootLEvalModel(TemplateLM):
             max_new = _positive_int("max_gen_toks", kwargs.pop("max_gen_toks", self.max_gen_toks))
             do_sample = bool(kwargs.pop("do_sample", False))
             sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k") if k in kwargs} if do_sample else {}
-            encoded = [(i, self.tok_encode(c)[-max(1, self.max_length - max_new) :]) for i, c, _ in items]
+            # An empty context becomes the prefix token, as for loglikelihood: generation needs
+            # at least one token to start from.
+            encoded = [
+                (i, self.tok_encode(c)[-max(1, self.max_length - max_new) :] or [self.prefix_token_id])
+                for i, c, _ in items
+            ]
             encoded.sort(key=lambda item: -len(item[1]))
-            for start in range(0, len(encoded), self.batch_size):
-                batch = encoded[start : start + self.batch_size]
+            rows_per_batch = self._rows_per_batch()
+            for start in range(0, len(encoded), rows_per_batch):
+                batch = encoded[start : start + rows_per_batch]
                 longest = len(batch[0][1])
                 input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
                 attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)

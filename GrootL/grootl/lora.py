@@ -7,7 +7,9 @@ mamba-ssm) reads ``out_proj.weight`` directly instead of calling the module, so 
 adapter there would be silently skipped in training. :class:`~grootl.modeling.GrootLMixer`
 never takes that path; it always calls ``self.out_proj(...)``, so the adapter is applied.
 :func:`out_proj_adapters_allowed` therefore lifts that one refusal, and only while every
-Mamba mixer in the model is a ``GrootLMixer``; ``conv1d`` stays refused.
+Mamba mixer in the model is a ``GrootLMixer``; ``conv1d`` stays refused. ``dt_proj`` is
+refused on GrootL models for the same reason: the mixer reads ``dt_proj.weight`` itself (to
+add the bias in float32, as transformers does), so an adapter there would never be applied.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def out_proj_adapters_allowed(model: nn.Module) -> Iterator[None]:
     grootl = _mixers_call_out_proj(model)
 
     def check(tuner, peft_config, target_model, target_name):
+        if grootl and target_name == "dt_proj":
+            raise ValueError(
+                "LoRA target `dt_proj` is not supported: GrootLMixer reads dt_proj.weight directly (the bias "
+                "is added in float32), so an adapter there would be silently skipped; adapt x_proj instead"
+            )
         if not (grootl and target_name == "out_proj"):
             refuse(tuner, peft_config, target_model, target_name)
 

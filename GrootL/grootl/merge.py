@@ -2,9 +2,12 @@
 
     python -m grootl.merge --base_model mamba-130m-hf --peft_model out_exp --save_path grootl-130m-hf
 
-The result is a stock ``MambaForCausalLM`` directory (``model_type`` "mamba", no GrootL
-fields) that ``GrootLMambaForCausalLM`` and ``MambaForCausalLM`` both load; it appears
-atomically (written aside, then renamed).
+The result is a stock ``MambaForCausalLM`` directory (``model_type`` "mamba") that
+``GrootLMambaForCausalLM`` and ``MambaForCausalLM`` both load; it appears atomically (written
+aside, then renamed). Its ``config.json`` keeps the tree settings the adapter was trained
+with (``use_tree``, ``tree_scale``, ``contex_len_mode``, read from the adapter folder's
+``grootl_tree.json`` that training writes; the paper's when it has none): GrootL loads the
+model that was trained, stock Mamba ignores the three fields.
 
 Tied embeddings. Mamba ties ``lm_head`` to the input embeddings. An adapter on ``embeddings``
 changes the embedding lookup only: during training the output head kept the base matrix.
@@ -25,13 +28,13 @@ from torch import nn
 from transformers import AutoTokenizer, MambaConfig, MambaForCausalLM
 
 from .atomic import atomic_directory
+from .configuration import read_tree_settings
 from .lora import load_lora
 from .modeling import GrootLMambaForCausalLM
 
-__all__ = ["DTYPES", "GROOTL_CONFIG_FIELDS", "merge", "main"]
+__all__ = ["DTYPES", "merge", "main"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-GROOTL_CONFIG_FIELDS = ("tree_scale", "use_tree", "contex_len_mode")
 
 
 def merge(
@@ -54,15 +57,13 @@ def merge(
     if save_path.exists() and not overwrite:
         raise ValueError(f"`save_path` {str(save_path)!r} exists; pass overwrite=True (--overwrite) to replace it")
 
-    model = GrootLMambaForCausalLM.from_pretrained(base_model, dtype=DTYPES[dtype])
+    model = GrootLMambaForCausalLM.from_pretrained(base_model, dtype=DTYPES[dtype], **read_tree_settings(peft_model))
     if model.config.tie_word_embeddings and not tie_embeddings:
         model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())
         model.config.tie_word_embeddings = False
     merged = load_lora(model, str(peft_model)).merge_and_unload()
 
     config = merged.config.to_dict()
-    for key in GROOTL_CONFIG_FIELDS:
-        config.pop(key, None)
     config.pop("architectures", None)
     plain_config = MambaConfig.from_dict(config)
     with torch.device("meta"):

@@ -355,16 +355,27 @@ class GrootLMambaForCausalLM(GrootLMambaPreTrainedModel, MambaForCausalLM):
         """``GenerationMixin.generate``; the input is the prompt (``contex_len`` defaults to its real tokens).
 
         Fixing ``contex_len`` here keeps the tree on the prompt when generation recomputes
-        the whole sequence at every step (``use_cache=False``) as well.
+        the whole sequence at every step (``use_cache=False``) as well. Without an
+        ``attention_mask`` it is fixed where generation infers the mask from the padding
+        (:meth:`_prepare_attention_mask_for_generation`).
         """
-        if kwargs.get("contex_len") is None:
-            prompt = inputs if inputs is not None else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        contex_len = kwargs.get("contex_len")
+        if contex_len is None:
             mask = kwargs.get("attention_mask")
             if mask is not None:
                 kwargs["contex_len"] = mask.long().sum(1)
-            elif prompt is not None:
-                kwargs["contex_len"] = prompt.shape[1]
+        elif isinstance(contex_len, (list, tuple)):
+            # A tensor, so that generation repeats it with the rows (num_beams, num_return_sequences).
+            kwargs["contex_len"] = torch.as_tensor(contex_len, dtype=torch.long)
         return super().generate(inputs, *args, **kwargs)
+
+    def _prepare_attention_mask_for_generation(self, inputs_tensor, generation_config, model_kwargs):
+        """The mask generation infers when none is given (pad tokens out, unless pad = EOS);
+        ``contex_len`` left unset becomes its real tokens, the prompt."""
+        mask = super()._prepare_attention_mask_for_generation(inputs_tensor, generation_config, model_kwargs)
+        if model_kwargs.get("contex_len") is None:
+            model_kwargs["contex_len"] = mask.long().sum(1)
+        return mask
 
     def prepare_inputs_for_generation(
         self, input_ids, inputs_embeds=None, contex_len=None, is_first_iteration=False, **kwargs

@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> str:
     # none; padding is masked out anyway, so the EOS id serves and the checkpoint keeps its shape.
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
+    # LoRA: the frozen base in bf16, as the release (peft keeps the adapters in float32).
+    # Full fine-tuning: float32 weights under bf16 autocast; AdamW on bf16 weights would round
+    # most of its lr-2e-5 updates away (the release relied on DeepSpeed's float32 master copy).
+    low_precision_base = training_args.bf16 and training_args.low_rank_training
     model = GrootLMambaForCausalLM.from_pretrained(
         model_args.model_name_or_path,
-        dtype=torch.bfloat16 if training_args.bf16 else torch.float32,
+        dtype=torch.bfloat16 if low_precision_base else torch.float32,
         use_tree=model_args.use_tree,
         tree_scale=model_args.tree_scale,
         contex_len_mode=model_args.contex_len_mode,

@@ -43,6 +43,10 @@ OUT_OF_RANGE = r"{}.* outside \[0, (num_vertices = )?{}\)"
         (lambda: tree_scan.tree_scan(X, W, tree_scan.TreeOrder(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))),
          ValueError, r"`tree.order` must be \(B, L\) = \(1, 3\)"),
         (lambda: tree_scan.tree_scan_causal(X, W, TREE, root=5), ValueError, "`root` must be in"),
+        (lambda: tree_scan.tree_scan_causal(X, W, tree_scan.bfs(TREE), root=2), ValueError,
+         r"`root` \(2\) cannot be applied to a TreeOrder"),
+        (lambda: tree_scan_lan.language_tree(X, torch.tensor([2.5])), TypeError, "`prompt_lengths` must hold integers"),
+        (lambda: tree_scan_lan.language_tree(X, torch.tensor([[2]])), ValueError, r"`prompt_lengths` must be an int or \(B,\)"),
         (lambda: tree_scan.grid_mst(X), ValueError, r"`guide` must be \(B, C, H, W\)"),
         (lambda: tree_scan.grid_mst(X.unsqueeze(0), metric="chebyshev"), ValueError, "`metric` must be one of"),
         (lambda: tree_scan_lan.candidate_edges(5, [1, 2, 3], device="cpu").shape and tree_scan_lan.language_tree(X, [1, 2]),
@@ -98,3 +102,16 @@ def test_kernels_reject_bad_indices_even_without_the_python_checks():
         torch.ops.tree_scan.bfs(TREE, 2, 0)
     with pytest.raises(ValueError, match="outside"):
         tree_scan.bfs(TREE, 2, validate=False)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch.func's own
+@pytest.mark.parametrize("scan", [tree_scan.tree_scan, tree_scan.tree_scan_causal])
+def test_unsupported_derivatives_are_refused_not_zero(scan):
+    """Only first-order reverse mode has formulas; the rest must fail loudly, not give zeros."""
+    x = torch.randn(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    grad_x, grad_w = torch.autograd.grad(scan(x, w, TREE).square().sum(), (x, w), create_graph=True)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(grad_w.sum(), w)
+    with pytest.raises(NotImplementedError, match="`x` carries a forward-mode tangent"):
+        torch.func.jvp(lambda x: scan(x, w.detach(), TREE), (x.detach(),), (torch.ones_like(x),))

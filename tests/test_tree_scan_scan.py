@@ -6,6 +6,7 @@ import torch
 from conftest import DEVICES
 
 import tree_scan
+import tree_scan_lan
 from tree_scan import reference
 
 SCANS = {
@@ -196,3 +197,21 @@ def test_torch_compile_fullgraph(generator):
     want_grads = torch.autograd.grad(want.square().sum(), (x, weight))
     for g, w in zip(grads, want_grads):
         assert torch.allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_batches_give_empty_results():
+    """B = 0 (and a graph without candidate edges) through the kernels, the reference twin
+    (what runs when the extension is missing) and the language-tree helpers."""
+    no_trees = torch.zeros(0, 3, 2, dtype=torch.long)
+    for order, parent in (tree_scan.bfs(no_trees, 4), reference.bfs(no_trees, 4, 0)):
+        assert order.shape == parent.shape == (0, 4)
+    x = torch.zeros(0, 2, 4)
+    assert tree_scan.tree_scan(x, x, no_trees).shape == tree_scan.tree_scan_causal(x, x, no_trees).shape == (0, 2, 4)
+    guide = torch.randn(0, 3, 4, 5)
+    assert tree_scan.grid_mst(guide).shape == (0, 19, 2)
+    assert reference.grid_edge_weights(guide, "cosine").shape == tree_scan.grid_edge_weights(guide).shape == (0, 31)
+    no_edges = torch.zeros(1, 0, 2, dtype=torch.long), torch.zeros(1, 0)
+    for tree in (tree_scan.minimum_spanning_tree(*no_edges, 3), reference.minimum_spanning_tree(*no_edges, 3)):
+        assert torch.equal(tree, torch.full((1, 2, 2), -1))
+    assert tree_scan_lan.language_tree(torch.randn(0, 3, 5), []).shape == (0, 4, 2)
+    assert tree_scan_lan.candidate_edge_weights(torch.randn(0, 3, 5)).shape == (0, 12)

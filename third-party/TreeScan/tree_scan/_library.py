@@ -151,6 +151,22 @@ def _make_scan_backward(backward_op):
     return backward
 
 
+def _no_double_backward(ctx, grad_x, grad_edge_weight):
+    raise RuntimeError(
+        "tree_scan: the scans have first derivatives only; differentiating their backward "
+        "(double backward, Hessians, gradient penalties through a tree scan) is not supported"
+    )
+
+
+def _keep_nothing(ctx, inputs, output):
+    pass
+
+
+# Without these, autograd would treat the backward operators as constants and silently give
+# zero second derivatives.
+for _name in ("scan_all_roots_backward", "scan_causal_backward"):
+    torch.library.register_autograd(f"tree_scan::{_name}", _no_double_backward, setup_context=_keep_nothing)
+
 torch.library.register_autograd(
     "tree_scan::scan_all_roots",
     _make_scan_backward(torch.ops.tree_scan.scan_all_roots_backward),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple, Union
 
 import torch
+from torch.autograd import forward_ad
 
 from . import _checks, _library  # noqa: F401  (_library registers torch.ops.tree_scan)
 
@@ -103,9 +104,16 @@ def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0, vali
     return TreeOrder(order, parent)
 
 
-def _scan_arguments(x, edge_weight, tree, root: int) -> tuple[torch.Tensor, torch.Tensor, TreeOrder]:
+def _scan_arguments(x, edge_weight, tree, root: int | None) -> tuple[torch.Tensor, torch.Tensor, TreeOrder]:
     x = _checks.tensor("x", x, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
     edge_weight = _checks.tensor("edge_weight", edge_weight, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
+    for name, value in (("x", x), ("edge_weight", edge_weight)):
+        # The operators have reverse-mode formulas only; forward mode would see zero tangents.
+        if forward_ad.unpack_dual(value).tangent is not None:
+            raise NotImplementedError(
+                f"`{name}` carries a forward-mode tangent (torch.func.jvp / torch.autograd.forward_ad): the tree "
+                "scans support reverse-mode autograd (backward, torch.autograd.grad) only"
+            )
     if edge_weight.shape != x.shape:
         raise ValueError(f"`edge_weight` must have the shape of `x` {tuple(x.shape)}; got {tuple(edge_weight.shape)}")
     if edge_weight.dtype != x.dtype:
@@ -114,6 +122,11 @@ def _scan_arguments(x, edge_weight, tree, root: int) -> tuple[torch.Tensor, torc
     if length < 1:
         raise ValueError(f"`x` must have at least one vertex (L >= 1); got shape {tuple(x.shape)}")
     if isinstance(tree, TreeOrder):
+        if root is not None:
+            raise ValueError(
+                f"`root` ({root}) cannot be applied to a TreeOrder, which is rooted where `bfs` rooted it: "
+                "pass root to tree_scan.bfs, or pass the tree's edges here"
+            )
         for name, part in (("tree.order", tree.order), ("tree.parent", tree.parent)):
             _checks.tensor(name, part, (torch.int64,), 2, "(B, L)")
             if tuple(part.shape) != (batch, length):
@@ -123,7 +136,7 @@ def _scan_arguments(x, edge_weight, tree, root: int) -> tuple[torch.Tensor, torc
         _checks.tensor("tree", tree, _checks.INDEX_DTYPES, 3, "(B, L-1, 2)")
         if tuple(tree.shape) != (batch, length - 1, 2):
             raise ValueError(f"`tree` must be (B, L-1, 2) = {(batch, length - 1, 2)} to match `x`; got {tuple(tree.shape)}")
-        order = bfs(tree, length, root)
+        order = bfs(tree, length, 0 if root is None else root)
     else:
         raise TypeError(f"`tree` must be a (B, L-1, 2) tensor or a TreeOrder, got {type(tree).__name__}")
     _checks.same_device(x=x, edge_weight=edge_weight, order=order.order, parent=order.parent)
@@ -146,17 +159,20 @@ def tree_scan(x: torch.Tensor, edge_weight: torch.Tensor, tree: Tree) -> torch.T
     Returns ``(B, C, L)`` in the dtype of ``x`` (accumulated in float32 at least).
     Differentiable in ``x`` and ``edge_weight``.
     """
-    x, edge_weight, order = _scan_arguments(x, edge_weight, tree, 0)
+    x, edge_weight, order = _scan_arguments(x, edge_weight, tree, None)
     return torch.ops.tree_scan.scan_all_roots(x, edge_weight, order.order, order.parent)
 
 
-def tree_scan_causal(x: torch.Tensor, edge_weight: torch.Tensor, tree: Tree, root: int = 0) -> torch.Tensor:
+def tree_scan_causal(
+    x: torch.Tensor, edge_weight: torch.Tensor, tree: Tree, root: int | None = None
+) -> torch.Tensor:
     """Leaf-to-root tree scan (language): ``out_i = sum_{j in subtree(i)} S(i, j) x_j``.
 
     On a chain rooted at its first vertex this is the linear recurrence
-    ``h_i = x_i + w_{i+1} h_{i+1}``. ``root`` picks the root when ``tree`` is given as
-    edges (ignored for a :class:`TreeOrder`, which carries its own). Arguments and
-    result as in :func:`tree_scan`. Differentiable in ``x`` and ``edge_weight``.
+    ``h_i = x_i + w_{i+1} h_{i+1}``. ``root`` (default 0) picks the root when ``tree`` is
+    given as edges; a :class:`TreeOrder` carries its own root (that of :func:`bfs`), and
+    passing ``root`` with one is a ValueError. Arguments and result as in
+    :func:`tree_scan`. Differentiable in ``x`` and ``edge_weight``.
     """
     x, edge_weight, order = _scan_arguments(x, edge_weight, tree, root)
     return torch.ops.tree_scan.scan_causal(x, edge_weight, order.order, order.parent)

@@ -49,11 +49,12 @@ def grid_edge_weights(guide: torch.Tensor, metric: str) -> torch.Tensor:
     squared L2 distance; "manhattan": L1 distance.
     """
     guide = guide.to(torch.promote_types(guide.dtype, torch.float32))
-    batch, channels = guide.shape[:2]
-    vertical = _dissimilarity(guide[:, :, :-1, :].reshape(batch, channels, -1),
-                              guide[:, :, 1:, :].reshape(batch, channels, -1), metric)
-    horizontal = _dissimilarity(guide[:, :, :, :-1].reshape(batch, channels, -1),
-                                guide[:, :, :, 1:].reshape(batch, channels, -1), metric)
+    batch, channels, height, width = guide.shape
+    # Sizes spelled out rather than -1: B or C may be 0.
+    vertical = _dissimilarity(guide[:, :, :-1, :].reshape(batch, channels, (height - 1) * width),
+                              guide[:, :, 1:, :].reshape(batch, channels, (height - 1) * width), metric)
+    horizontal = _dissimilarity(guide[:, :, :, :-1].reshape(batch, channels, height * (width - 1)),
+                                guide[:, :, :, 1:].reshape(batch, channels, height * (width - 1)), metric)
     return torch.cat([vertical, horizontal], dim=1)
 
 
@@ -119,12 +120,12 @@ def minimum_spanning_tree(edge_index: torch.Tensor, edge_weight: torch.Tensor, n
     # fewer candidates than tree rows: the missing rows are padding too
     first = torch.nn.functional.pad(first, (0, max(0, num_vertices - 1 - num_edges)), value=num_edges)
     first = first[:, : num_vertices - 1]
-    found = first < num_edges
-    rows = torch.gather(edge_index.long(), 1, (first % max(num_edges, 1)).unsqueeze(-1).expand(-1, -1, 2))
     tree = torch.full((batch, num_vertices - 1, 2), -1, dtype=torch.long, device=device)
-    if num_edges > 0:
-        tree = torch.where(found.unsqueeze(-1), rows, tree)
-    return tree
+    if num_edges == 0:
+        return tree  # nothing to gather from: every row is padding
+    found = first < num_edges
+    rows = torch.gather(edge_index.long(), 1, (first % num_edges).unsqueeze(-1).expand(-1, -1, 2))
+    return torch.where(found.unsqueeze(-1), rows, tree)
 
 
 def bfs(tree: torch.Tensor, num_vertices: int, root: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +137,9 @@ def bfs(tree: torch.Tensor, num_vertices: int, root: int = 0) -> tuple[torch.Ten
     """
     batch, rows, _ = tree.shape
     device = tree.device
+    if batch == 0:
+        empty = torch.empty((0, num_vertices), dtype=torch.long, device=device)
+        return empty, empty.clone()
     size = batch * num_vertices
     tree = tree.long()
     real = tree[..., 0] >= 0

@@ -31,6 +31,10 @@ MAX_DISTANCE = 3
 def prompt_lengths_tensor(prompt_lengths, batch: int, device=None) -> torch.Tensor:
     """``prompt_lengths`` (an int, a sequence of ints or a tensor) as a (B,) int64 tensor."""
     if isinstance(prompt_lengths, torch.Tensor):
+        if prompt_lengths.is_floating_point() or prompt_lengths.is_complex() or prompt_lengths.dtype == torch.bool:
+            raise TypeError(f"`prompt_lengths` must hold integers; got a tensor of {prompt_lengths.dtype}")
+        if prompt_lengths.dim() > 1:
+            raise ValueError(f"`prompt_lengths` must be an int or (B,); got shape {tuple(prompt_lengths.shape)}")
         lengths = prompt_lengths.to(device=device, dtype=torch.long).reshape(-1)
     elif isinstance(prompt_lengths, int) and not isinstance(prompt_lengths, bool):
         lengths = torch.full((batch,), prompt_lengths, dtype=torch.long, device=device)
@@ -63,7 +67,7 @@ def candidate_edges(seq_len: int, prompt_lengths, device=None) -> torch.Tensor:
     exists = (distance == 1) | (in_prompt & (end <= seq_len - 1))
     end = torch.where(exists, end, start)
     edges = torch.stack(torch.broadcast_tensors(start, end), dim=-1)
-    return edges.reshape(lengths.numel(), -1, 2)
+    return edges.reshape(lengths.numel(), MAX_DISTANCE * (seq_len - 1), 2)  # sizes spelled out: B may be 0
 
 
 def candidate_edge_weights(features: torch.Tensor) -> torch.Tensor:
@@ -83,7 +87,7 @@ def candidate_edge_weights(features: torch.Tensor) -> torch.Tensor:
         if length > d:
             dot = torch.einsum("blc,blc->bl", tokens[:, :-d], tokens[:, d:])
             weights[:, : length - d, d - 1] = torch.exp(-(dot * inverse_norm[:, :-d] * inverse_norm[:, d:]))
-    return weights.reshape(batch, -1)
+    return weights.reshape(batch, MAX_DISTANCE * max(length - 1, 0))
 
 
 def language_tree(features: torch.Tensor, prompt_lengths) -> torch.Tensor:

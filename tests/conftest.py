@@ -21,3 +21,12 @@ def generator(request):
     seed = int(os.environ.get("GROOTVL_TEST_SEED", torch.seed() % (2**31)))
     print(f"seed = {seed}")
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second thread only waits (and spins on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

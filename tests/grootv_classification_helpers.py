@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
 from grootv.demo_data import make_demo_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,12 +39,3 @@ def tiny_dataset(root, classes: int = 3, train: int = 8, val: int = 4, size: int
 
 def run_args(data: str, output: str, *extra_opts: str, flags: tuple[str, ...] = ()) -> list[str]:
     return ["--data-path", data, "--output", output, "--no-progress", *flags, "--opts", *TINY_GROOTV, *extra_opts]
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: a second thread only waits (and spins on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from grootv_classification_helpers import CONFIG_DIR, one_thread, tiny_dataset  # noqa: F401 (a fixture)
+from grootv_classification_helpers import CONFIG_DIR, tiny_dataset
 
 from grootv.classification.config import MODEL_CHOICES, defaults, get_config
 from grootv.classification.data import build_datasets, build_loaders, resolve_num_classes

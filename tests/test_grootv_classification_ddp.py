@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from grootv_classification_helpers import (  # noqa: F401 (one_thread is a fixture)
+from grootv_classification_helpers import (
     METRIC_KEYS,
     ROOT,
-    one_thread,
     run_args,
     tiny_dataset,
 )

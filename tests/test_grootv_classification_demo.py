@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from grootv_classification_helpers import one_thread  # noqa: F401 (a fixture)
 from PIL import Image
 
 from grootv.classification.demo import run_demo

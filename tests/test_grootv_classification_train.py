@@ -8,12 +8,11 @@ import sys
 
 import pytest
 import torch
-from grootv_classification_helpers import (  # noqa: F401 (one_thread is a fixture)
+from grootv_classification_helpers import (
     METRIC_KEYS,
     ROOT,
     TIMING_KEYS,
     TINY_GROOTV,
-    one_thread,
     run_args,
     tiny_dataset,
 )

@@ -12,12 +12,7 @@ from grootv.mm import GrootVBackbone  # noqa: E402
 TINY = dict(channels=8, depths=[1, 2, 1, 1], drop_path_rate=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_as_GrootV_in_mmdet_and_mmseg():

@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("mmengine")
 pytest.importorskip("grootv.mm")
@@ -41,12 +40,7 @@ def _size(path):
     return re.search(r"grootv_([ts])_", path).group(1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_there_are_the_six_configs():

@@ -20,12 +20,7 @@ from grootv.models import GrootV  # noqa: E402
 TINY = dict(channels=8, depths=[1, 1, 1, 1])  # the classification helpers' TINY_GROOTV
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

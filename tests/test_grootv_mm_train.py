@@ -29,12 +29,7 @@ from grootv.mm import test as test_entry  # noqa: E402
 from grootv.mm import train as train_entry  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _losses(runner) -> dict:

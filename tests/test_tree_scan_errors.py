@@ -46,6 +46,7 @@ OUT_OF_RANGE = r"{}.* outside \[0, (num_vertices = )?{}\)"
         (lambda: tree_scan.tree_scan_causal(X, W, tree_scan.bfs(TREE), root=2), ValueError,
          r"`root` \(2\) cannot be applied to a TreeOrder"),
         (lambda: tree_scan_lan.language_tree(X, torch.tensor([2.5])), TypeError, "`prompt_lengths` must hold integers"),
+        (lambda: tree_scan_lan.language_tree(X, [2.5]), TypeError, "`prompt_lengths` must hold ints"),
         (lambda: tree_scan_lan.language_tree(X, torch.tensor([[2]])), ValueError, r"`prompt_lengths` must be an int or \(B,\)"),
         (lambda: tree_scan.grid_mst(X), ValueError, r"`guide` must be \(B, C, H, W\)"),
         (lambda: tree_scan.grid_mst(X.unsqueeze(0), metric="chebyshev"), ValueError, "`metric` must be one of"),

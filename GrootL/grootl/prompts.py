@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tree_scan_lan import prompt_lengths_tensor
 
 __all__ = ["IGNORE_INDEX", "PromptLayout", "prompt_lengths_from_labels"]
 
@@ -122,28 +123,7 @@ def _real_token_mask(attention_mask, batch: int, seq_len: int, device) -> torch.
 
 
 def _contex_len_tensor(contex_len, batch: int, device) -> torch.Tensor:
-    if isinstance(contex_len, bool):
-        raise TypeError("`contex_len` must be an int, a list of ints or an int tensor; got bool")
-    if isinstance(contex_len, int):
-        lengths = torch.full((batch,), contex_len, dtype=torch.long, device=device)
-    elif isinstance(contex_len, (list, tuple)):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in contex_len):
-            raise TypeError(f"`contex_len` must hold ints; got {[type(v).__name__ for v in contex_len]}")
-        lengths = torch.tensor(list(contex_len), dtype=torch.long, device=device)
-    elif isinstance(contex_len, torch.Tensor):
-        if contex_len.is_floating_point() or contex_len.is_complex() or contex_len.dtype == torch.bool:
-            raise TypeError(f"`contex_len` must be an integer tensor; got dtype {contex_len.dtype}")
-        if contex_len.dim() > 1:
-            raise ValueError(f"`contex_len` must be a scalar or a (B,) tensor; got shape {tuple(contex_len.shape)}")
-        lengths = contex_len.to(device=device, dtype=torch.long).reshape(-1)
-        if lengths.numel() == 1:
-            lengths = lengths.expand(batch)
-    else:
-        raise TypeError(
-            f"`contex_len` must be an int, a list of ints or an int tensor; got {type(contex_len).__name__}"
-        )
-    if lengths.numel() != batch:
-        raise ValueError(f"`contex_len` must give one length per row ({batch}); got {lengths.numel()}")
+    lengths = prompt_lengths_tensor(contex_len, batch, device, name="contex_len")
     if lengths.numel() and int(lengths.min()) < 0:
         raise ValueError(f"`contex_len` must be >= 0; got {int(lengths.min())}")
     return lengths.contiguous()

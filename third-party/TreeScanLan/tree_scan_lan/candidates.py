@@ -28,24 +28,28 @@ __all__ = ["prompt_lengths_tensor", "candidate_edges", "candidate_edge_weights",
 MAX_DISTANCE = 3
 
 
-def prompt_lengths_tensor(prompt_lengths, batch: int, device=None) -> torch.Tensor:
-    """``prompt_lengths`` (an int, a sequence of ints or a tensor) as a (B,) int64 tensor."""
-    if isinstance(prompt_lengths, torch.Tensor):
-        if prompt_lengths.is_floating_point() or prompt_lengths.is_complex() or prompt_lengths.dtype == torch.bool:
-            raise TypeError(f"`prompt_lengths` must hold integers; got a tensor of {prompt_lengths.dtype}")
-        if prompt_lengths.dim() > 1:
-            raise ValueError(f"`prompt_lengths` must be an int or (B,); got shape {tuple(prompt_lengths.shape)}")
-        lengths = prompt_lengths.to(device=device, dtype=torch.long).reshape(-1)
-    elif isinstance(prompt_lengths, int) and not isinstance(prompt_lengths, bool):
+def prompt_lengths_tensor(prompt_lengths, batch: int, device=None, name: str = "prompt_lengths") -> torch.Tensor:
+    """``prompt_lengths`` (an int, a list of ints, or a scalar or (B,) integer tensor) as a
+    (B,) int64 tensor. ``name`` is the argument named in errors (GrootL's ``contex_len``)."""
+    if isinstance(prompt_lengths, int) and not isinstance(prompt_lengths, bool):
         lengths = torch.full((batch,), prompt_lengths, dtype=torch.long, device=device)
     elif isinstance(prompt_lengths, (list, tuple)):
-        lengths = torch.tensor([int(p) for p in prompt_lengths], dtype=torch.long, device=device)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in prompt_lengths):
+            raise TypeError(f"`{name}` must hold ints; got {[type(v).__name__ for v in prompt_lengths]}")
+        lengths = torch.tensor(list(prompt_lengths), dtype=torch.long, device=device)
+    elif isinstance(prompt_lengths, torch.Tensor):
+        if prompt_lengths.is_floating_point() or prompt_lengths.is_complex() or prompt_lengths.dtype == torch.bool:
+            raise TypeError(f"`{name}` must hold integers (an integer tensor); got dtype {prompt_lengths.dtype}")
+        if prompt_lengths.dim() > 1:
+            raise ValueError(f"`{name}` must be an int or (B,); got a tensor of shape {tuple(prompt_lengths.shape)} "
+                             "(pass a scalar or a (B,) tensor)")
+        lengths = prompt_lengths.to(device=device, dtype=torch.long).reshape(-1)
+        if lengths.numel() == 1:
+            lengths = lengths.expand(batch)
     else:
-        raise TypeError(f"`prompt_lengths` must be an int, a list of ints or a tensor; got {type(prompt_lengths).__name__}")
-    if lengths.numel() == 1 and batch != 1:
-        lengths = lengths.expand(batch)
+        raise TypeError(f"`{name}` must be an int, a list of ints or an int tensor; got {type(prompt_lengths).__name__}")
     if lengths.numel() != batch:
-        raise ValueError(f"`prompt_lengths` must give one length per row ({batch}); got {lengths.numel()}")
+        raise ValueError(f"`{name}` must give one length per row ({batch}); got {lengths.numel()}")
     return lengths
 
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../edge_order.h"
+#include "../kernel_checks.h"
 
 namespace tree_scan {
 namespace {
@@ -104,14 +105,7 @@ void mst_cpu_typed(const at::Tensor& edge_index, const at::Tensor& edge_weight, 
 }
 
 at::Tensor minimum_spanning_tree_cpu(const at::Tensor& edge_index, const at::Tensor& edge_weight, int64_t num_vertices) {
-  TORCH_CHECK_VALUE(edge_index.dim() == 3 && edge_index.size(2) == 2, "minimum_spanning_tree: edge_index must be (B, E, 2)");
-  TORCH_CHECK_VALUE(
-      edge_weight.dim() == 2 && edge_weight.size(0) == edge_index.size(0) && edge_weight.size(1) == edge_index.size(1),
-      "minimum_spanning_tree: edge_weight must be (B, E) matching edge_index");
-  TORCH_CHECK_VALUE(edge_weight.device() == edge_index.device(),
-                    "minimum_spanning_tree: edge_index and edge_weight must be on one device; got ",
-                    edge_index.device(), " and ", edge_weight.device());
-  TORCH_CHECK_VALUE(num_vertices >= 1, "minimum_spanning_tree: num_vertices must be >= 1, got ", num_vertices);
+  check_mst_inputs(edge_index, edge_weight, num_vertices);
   auto tree = at::empty({edge_index.size(0), num_vertices - 1, 2}, edge_index.options().dtype(at::kLong));
   AT_DISPATCH_INDEX_TYPES(edge_index.scalar_type(), "minimum_spanning_tree_cpu", [&] {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, edge_weight.scalar_type(), "minimum_spanning_tree_cpu", [&] {

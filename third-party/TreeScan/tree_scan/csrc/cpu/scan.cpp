@@ -26,7 +26,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../scan_checks.h"
+#include "../kernel_checks.h"
 #include "../strided.h"
 #include "simd.h"
 

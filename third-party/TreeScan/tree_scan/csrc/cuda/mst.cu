@@ -17,6 +17,7 @@
 #include <climits>
 
 #include "../edge_order.h"
+#include "../kernel_checks.h"
 #include "common.cuh"
 
 namespace tree_scan {
@@ -153,15 +154,9 @@ __global__ void __launch_bounds__(kThreads) boruvka_kernel(Strided3<const index_
 
 at::Tensor minimum_spanning_tree_cuda(const at::Tensor& edge_index, const at::Tensor& edge_weight,
                                       int64_t num_vertices) {
-  TORCH_CHECK_VALUE(edge_index.dim() == 3 && edge_index.size(2) == 2, "minimum_spanning_tree: edge_index must be (B, E, 2)");
-  TORCH_CHECK_VALUE(
-      edge_weight.dim() == 2 && edge_weight.size(0) == edge_index.size(0) && edge_weight.size(1) == edge_index.size(1),
-      "minimum_spanning_tree: edge_weight must be (B, E) matching edge_index");
-  TORCH_CHECK_VALUE(edge_weight.device() == edge_index.device(),
-                    "minimum_spanning_tree: edge_index and edge_weight must be on one device; got ",
-                    edge_index.device(), " and ", edge_weight.device());
+  check_mst_inputs(edge_index, edge_weight, num_vertices);
   // int32 vertex and edge ids, with room for the block-stride loops (+ kThreads) not to overflow.
-  TORCH_CHECK_VALUE(num_vertices >= 1 && num_vertices < INT_MAX / 2, "minimum_spanning_tree: num_vertices out of range");
+  TORCH_CHECK_VALUE(num_vertices < INT_MAX / 2, "minimum_spanning_tree: num_vertices out of range");
   TORCH_CHECK_VALUE(edge_index.size(1) < INT_MAX / 2, "minimum_spanning_tree: too many edges");
   TORCH_CHECK_VALUE(edge_index.size(0) <= INT_MAX, "minimum_spanning_tree: batch too large for one launch");
   const c10::cuda::OptionalCUDAGuard guard(edge_index.device());

@@ -16,7 +16,7 @@
 
 #include <climits>
 
-#include "../scan_checks.h"
+#include "../kernel_checks.h"
 #include "common.cuh"
 
 namespace tree_scan {

@@ -1,4 +1,4 @@
-// Argument checks of the scan kernels (CPU and CUDA): the shapes and dtypes the
+// Argument checks of the kernels shared by CPU and CUDA: the shapes and dtypes the
 // schemas in ops.cpp cannot express. The Python wrappers check the same with
 // messages aimed at users; these guard direct torch.ops calls.
 #pragma once
@@ -9,6 +9,17 @@
 #include <vector>
 
 namespace tree_scan {
+
+inline void check_mst_inputs(const at::Tensor& edge_index, const at::Tensor& edge_weight, int64_t num_vertices) {
+  TORCH_CHECK_VALUE(edge_index.dim() == 3 && edge_index.size(2) == 2, "minimum_spanning_tree: edge_index must be (B, E, 2)");
+  TORCH_CHECK_VALUE(
+      edge_weight.dim() == 2 && edge_weight.size(0) == edge_index.size(0) && edge_weight.size(1) == edge_index.size(1),
+      "minimum_spanning_tree: edge_weight must be (B, E) matching edge_index");
+  TORCH_CHECK_VALUE(edge_weight.device() == edge_index.device(),
+                    "minimum_spanning_tree: edge_index and edge_weight must be on one device; got ",
+                    edge_index.device(), " and ", edge_weight.device());
+  TORCH_CHECK_VALUE(num_vertices >= 1, "minimum_spanning_tree: num_vertices must be >= 1, got ", num_vertices);
+}
 
 inline void check_scan_inputs(const char* op, const at::Tensor& x, const at::Tensor& edge_weight,
                               const at::Tensor& order, const at::Tensor& parent) {

@@ -92,6 +92,24 @@ def test_grid_edge_weight_kernel_matches_reference_in_any_layout(device, metric,
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, huge", [(torch.float32, 1e30), (torch.bfloat16, 1e30), (torch.float64, 1e200)])
+def test_cosine_weights_of_huge_guides_are_those_of_the_unscaled_guide(device, dtype, huge, generator):
+    """Cosine does not depend on each vector's scale. Pixels above ~1e19 (float32) used to
+    overflow the kernels' sums into NaN weights and an arbitrary tree."""
+    base = torch.randn(2, 24, 5, 6, generator=generator, dtype=torch.float64)
+    scale = torch.ones(2, 1, 5, 6, dtype=torch.float64)
+    scale[torch.rand(2, 1, 5, 6, generator=generator) < 0.5] = huge
+    guide = (base * scale).to(dtype)
+    want = reference.grid_edge_weights(guide.double() / scale, "cosine").float()
+    channels_last = guide.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    wide = torch.zeros(2, 48, 5, 6, dtype=dtype)
+    wide[:, ::2] = guide
+    for layout in (guide, channels_last, wide[:, ::2]):
+        got = tree_scan.grid_edge_weights(layout.to(device), "cosine")
+        assert torch.allclose(got.float().cpu(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_disconnected_graph_gives_padded_forest(device):
     # Two components {0, 1, 2} and {3, 4}, and the isolated vertex 5.
     edge_index = torch.tensor([[[0, 1], [1, 2], [0, 2], [3, 4]]])

@@ -63,4 +63,44 @@ TREE_SCAN_HOST_DEVICE inline acc_t cosine_weight(acc_t dot, acc_t inverse_norm_a
   return exp(-(dot * inverse_norm_a * inverse_norm_b));
 }
 
+// Whether the one-pass sums of an edge can be trusted: with entries above ~1e19 the
+// float32 sums of squares overflow (the inverse norm becomes 0) and the product sum may
+// too, which would make the weight NaN or 1 and the tree arbitrary.
+template <typename acc_t>
+TREE_SCAN_HOST_DEVICE inline bool sums_overflowed(acc_t dot, acc_t inverse_norm_a, acc_t inverse_norm_b) {
+#if defined(__CUDA_ARCH__)
+  const bool finite = isfinite(dot);
+#else
+  const bool finite = std::isfinite(dot);
+#endif
+  return !finite || inverse_norm_a == acc_t(0) || inverse_norm_b == acc_t(0);
+}
+
+// exp(-cos) of the pixels at `a` and `b` (channels `stride` apart) for such edges, in
+// double from each vector divided by its largest magnitude: cosine does not depend on
+// the scale, and the 1e-8 floor still applies to each unscaled norm.
+template <typename scalar_t>
+TREE_SCAN_HOST_DEVICE inline double rescaled_cosine_weight(const scalar_t* a, const scalar_t* b, int64_t stride,
+                                                           int64_t channels) {
+  double largest_a = 0, largest_b = 0;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double va = static_cast<double>(a[c * stride]), vb = static_cast<double>(b[c * stride]);
+    largest_a = fabs(va) > largest_a ? fabs(va) : largest_a;  // NaN never compares larger: it stays in va
+    largest_b = fabs(vb) > largest_b ? fabs(vb) : largest_b;
+  }
+  if (largest_a == 0 || largest_b == 0) return 1.0;  // a zero vector: cos = 0
+  double dot = 0, squares_a = 0, squares_b = 0;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double va = static_cast<double>(a[c * stride]) / largest_a, vb = static_cast<double>(b[c * stride]) / largest_b;
+    dot += va * vb;
+    squares_a += va * va;
+    squares_b += vb * vb;
+  }
+  // largest / max(largest * |scaled|, 1e-8), the factor each unscaled vector is divided by.
+  const double norm_a = sqrt(squares_a), norm_b = sqrt(squares_b);
+  const double factor_a = largest_a * norm_a > 1e-8 ? 1.0 / norm_a : largest_a / 1e-8;
+  const double factor_b = largest_b * norm_b > 1e-8 ? 1.0 / norm_b : largest_b / 1e-8;
+  return exp(-(dot * factor_a * factor_b));
+}
+
 }  // namespace tree_scan

@@ -102,13 +102,17 @@ void grid_weights_cpu_typed(const at::Tensor& guide, at::Tensor& weights) {
       }
       if (kCosine) {
         for (int64_t p = 0; p < pixels; ++p) squares[p] = inverse_norm(squares[p]);
-        for (int64_t p = 0; p < num_vertical; ++p) {
-          out[b][p] = cosine_weight(vertical[p], squares[p], squares[p + width]);
-        }
+        auto weight = [&](acc_t dot, int64_t p, int64_t q) {
+          if (!sums_overflowed(dot, squares[p], squares[q])) return cosine_weight(dot, squares[p], squares[q]);
+          const scalar_t* image = data + b * s0;
+          return static_cast<acc_t>(rescaled_cosine_weight(image + (p / width) * s2 + (p % width) * s3,
+                                                           image + (q / width) * s2 + (q % width) * s3, s1, channels));
+        };
+        for (int64_t p = 0; p < num_vertical; ++p) out[b][p] = weight(vertical[p], p, p + width);
         for (int64_t r = 0; r < height; ++r) {
           for (int64_t col = 0; col + 1 < width; ++col) {
             const int64_t e = r * (width - 1) + col, p = r * width + col;
-            out[b][num_vertical + e] = cosine_weight(horizontal[e], squares[p], squares[p + 1]);
+            out[b][num_vertical + e] = weight(horizontal[e], p, p + 1);
           }
         }
       } else {

@@ -46,9 +46,14 @@ __global__ void __launch_bounds__(kThreads) grid_weights_kernel(const scalar_t* 
       second_squares += bv * bv;
     }
   }
-  weights[index] = kMetric == GridMetric::kCosine
-                       ? cosine_weight(sum, inverse_norm(first_squares), inverse_norm(second_squares))
-                       : sum;
+  if (kMetric != GridMetric::kCosine) {
+    weights[index] = sum;
+    return;
+  }
+  const acc_t inverse_first = inverse_norm(first_squares), inverse_second = inverse_norm(second_squares);
+  weights[index] = sums_overflowed(sum, inverse_first, inverse_second)
+                       ? static_cast<acc_t>(rescaled_cosine_weight(first, second, s1, channels))
+                       : cosine_weight(sum, inverse_first, inverse_second);
 }
 
 at::Tensor grid_edge_weights_cuda(const at::Tensor& guide, c10::string_view metric_name) {

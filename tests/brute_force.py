@@ -133,3 +133,57 @@ def random_tree(num_vertices: int, generator: torch.Generator) -> torch.Tensor:
         edges.append(pair)
     edges = torch.tensor(edges, dtype=torch.long).view(-1, 2)
     return edges[torch.randperm(len(edges), generator=generator)] if len(edges) else edges
+
+
+def heavy_path_plan(parent: list[int], roots_first: list[int] = ()) -> tuple[list[int], list[tuple[str, int]], list[int]]:
+    """The heavy-path plan of ``tree_scan.heavy_paths``, walked vertex by vertex.
+
+    Returns the depth-first order (heavy child first, then the light children by vertex;
+    the roots in ``roots_first`` first, then the others by vertex), the elements
+    (``("vertex", v)`` or ``("entry", c)``) sorted by light depth, path and position, and
+    the first element of every light depth (plus the end).
+    """
+    num_vertices = len(parent)
+    children = [[] for _ in range(num_vertices)]
+    roots = []
+    for v, p in enumerate(parent):
+        (children[p] if p >= 0 else roots).append(v)
+    roots = [r for r in roots_first if r in roots] + [r for r in roots if r not in roots_first]
+    size = [1] * num_vertices
+    for v in reversed(_preorder(children, roots)):
+        if parent[v] >= 0:
+            size[parent[v]] += size[v]
+    heavy = [max(kids, key=lambda c: (size[c], -c)) if kids else -1 for kids in children]
+    ordered = [[heavy[v]] + sorted(c for c in children[v] if c != heavy[v]) if children[v] else [] for v in
+               range(num_vertices)]
+    order = _preorder(ordered, roots)
+    depth = [0] * num_vertices
+    heads = []
+    for v in order:  # parents first
+        if parent[v] < 0:
+            heads.append(v)
+        elif heavy[parent[v]] != v:
+            depth[v] = depth[parent[v]] + 1
+            heads.append(v)
+        else:
+            depth[v] = depth[parent[v]]
+    elements, starts = [], []
+    for level in range(num_vertices.bit_length()):
+        starts.append(len(elements))
+        for head in (h for h in heads if depth[h] == level):  # heads in depth-first order
+            v = head
+            while v >= 0:
+                elements.append(("vertex", v))
+                elements += [("entry", c) for c in ordered[v][1:]]
+                v = heavy[v]
+    starts.append(len(elements))
+    return order, elements, starts
+
+
+def _preorder(children: list[list[int]], roots: list[int]) -> list[int]:
+    order, stack = [], list(reversed(roots))
+    while stack:
+        v = stack.pop()
+        order.append(v)
+        stack += reversed(children[v])
+    return order

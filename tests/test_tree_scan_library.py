@@ -59,3 +59,28 @@ def test_without_the_extension_the_reference_serves_every_operator():
     result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_every_public_function_runs_on_meta_tensors():
+    """Shapes without values: no index check may read them (it would need .item())."""
+    guide = torch.empty(2, 4, 5, 6, device="meta")
+    tree = tree_scan.grid_mst(guide)
+    edges = tree_scan.grid_edges(5, 6, device="meta").expand(2, -1, -1)
+    assert tree_scan.minimum_spanning_tree(edges, torch.empty(2, 49, device="meta"), 30, validate=True).shape == (2, 29, 2)
+    x = torch.empty(2, 3, 30, device="meta")
+    for order in (tree, tree_scan.bfs(tree, validate=True), tree_scan.prepare(tree), tree_scan.chain(2, 30, "meta")):
+        assert tree_scan.tree_scan(x, x, order).shape == tree_scan.tree_scan_causal(x, x, order).shape == (2, 3, 30)
+
+
+def test_torch_export_of_code_that_builds_and_scans_trees(generator):
+    class Block(torch.nn.Module):
+        def forward(self, guide, x, weight):
+            order = tree_scan.bfs(tree_scan.grid_mst(guide))
+            return tree_scan.tree_scan(x, weight, order) + tree_scan.tree_scan_causal(x, weight, order)
+
+    guide = torch.randn(2, 4, 5, 6, generator=generator)
+    x, weight = torch.randn(2, 3, 30, generator=generator), torch.rand(2, 3, 30, generator=generator)
+    exported = torch.export.export(Block(), (guide, x, weight))
+    assert torch.allclose(exported.module()(guide, x, weight), Block()(guide, x, weight))
+    guide2 = torch.randn(2, 4, 5, 6, generator=generator)  # another tree: built inside the program
+    assert torch.allclose(exported.module()(guide2, x, weight), Block()(guide2, x, weight))

@@ -51,7 +51,7 @@ def test_kernel_matches_reference(device, kind, dtype, shape, generator):
     got = scan(x, weight, order)
     assert got.dtype == dtype and got.shape == x.shape and got.device.type == device
     # Ground truth in float64 from the same (rounded) inputs.
-    want = scan_reference(x.double(), weight.double(), *order)
+    want = scan_reference(x.double(), weight.double(), order.order, order.parent)
     assert relative_error(got, want) < TOLERANCE[dtype]
 
 
@@ -62,8 +62,8 @@ def test_backward_kernel_matches_reference(device, kind, generator):
     grad_out = torch.randn(x.shape, generator=generator).to(device)
     order = tree_scan.bfs(tree)
     op = getattr(torch.ops.tree_scan, f"scan_{kind}_backward")
-    got = op(grad_out, x, weight, *order)
-    want = SCANS[kind][2](grad_out.double(), x.double(), weight.double(), *order)
+    got = op(grad_out, x, weight, order.order, order.parent)
+    want = SCANS[kind][2](grad_out.double(), x.double(), weight.double(), order.order, order.parent)
     for g, w in zip(got, want):
         assert relative_error(g, w) < 1e-5
 
@@ -106,8 +106,9 @@ def test_any_memory_layout_gives_the_same_result(device, kind, generator):
     assert torch.equal(scan(channels_last_x, channels_last_w, order), want)
     backward = getattr(torch.ops.tree_scan, f"scan_{kind}_backward")
     grad_out = torch.randn(x.shape, generator=generator).to(device)
-    for got, expected in zip(backward(grad_out.transpose(1, 2).contiguous().transpose(1, 2), channels_last_x,
-                                      channels_last_w, *order), backward(grad_out, x, weight, *order)):
+    channels_last_grad = grad_out.transpose(1, 2).contiguous().transpose(1, 2)
+    for got, expected in zip(backward(channels_last_grad, channels_last_x, channels_last_w, order.order, order.parent),
+                             backward(grad_out, x, weight, order.order, order.parent)):
         assert torch.equal(got, expected)
     wide = torch.randn(2, 80, 30, generator=generator).to(device)
     wide[:, ::2] = x
@@ -172,9 +173,10 @@ def test_opcheck(kind, generator):
     order = tree_scan.bfs(tree)
     x.requires_grad_(), weight.requires_grad_()
     op = getattr(torch.ops.tree_scan, f"scan_{kind}")
-    torch.library.opcheck(op, (x, weight, *order))
+    torch.library.opcheck(op, (x, weight, order.order, order.parent))
     torch.library.opcheck(getattr(torch.ops.tree_scan, f"scan_{kind}_backward"),
-                          (torch.randn(x.shape, generator=generator), x.detach(), weight.detach(), *order))
+                          (torch.randn(x.shape, generator=generator), x.detach(), weight.detach(),
+                           order.order, order.parent))
     torch.library.opcheck(torch.ops.tree_scan.bfs, (tree, 11, 0))
     edges = tree_scan.grid_edges(3, 4).expand(2, -1, -1)
     torch.library.opcheck(torch.ops.tree_scan.minimum_spanning_tree, (edges, torch.rand(2, edges.shape[1]), 12))
@@ -203,7 +205,7 @@ def test_empty_batches_give_empty_results():
     """B = 0 (and a graph without candidate edges) through the kernels, the reference twin
     (what runs when the extension is missing) and the language-tree helpers."""
     no_trees = torch.zeros(0, 3, 2, dtype=torch.long)
-    for order, parent in (tree_scan.bfs(no_trees, 4), reference.bfs(no_trees, 4, 0)):
+    for order, parent in (tree_scan.bfs(no_trees, 4)[:2], reference.bfs(no_trees, 4, 0)):
         assert order.shape == parent.shape == (0, 4)
     x = torch.zeros(0, 2, 4)
     assert tree_scan.tree_scan(x, x, no_trees).shape == tree_scan.tree_scan_causal(x, x, no_trees).shape == (0, 2, 4)

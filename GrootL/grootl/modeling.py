@@ -138,8 +138,7 @@ class GrootLMixer(MambaMixer):
         u_scan = u.view(batch, seq_len, channels).transpose(1, 2)
         w_scan = w.view(batch, seq_len, channels).transpose(1, 2)
 
-        # validate=False here and below: the trees are made in this file (a check would stall a GPU).
-        chain = tree_scan_lan.bfs(tree_scan_lan.chain_tree(batch, seq_len, device=dt.device), validate=False)
+        chain = tree_scan_lan.chain(batch, seq_len, device=dt.device)
         h = tree_scan_lan.tree_scan_causal(u_scan, w_scan, chain)
         if self._use_tree():
             if layout.longest <= 2:
@@ -166,7 +165,7 @@ class GrootLMixer(MambaMixer):
             compact = torch.gather(features, 1, index.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
             tree = tree_scan_lan.language_tree(compact.transpose(1, 2), layout.lengths)
             tree = torch.gather(index, 1, tree.reshape(batch, -1)).view_as(tree)
-        return tree_scan_lan.bfs(tree, validate=False)
+        return tree_scan_lan.prepare(tree, validate=False)  # made here: no check needed
 
     def _continue(self, previous_state, dt, A, B, x):
         """Tokens after a cached prefix: one recurrence step each (see the module docstring)."""

@@ -1,14 +1,16 @@
 """Argument checks shared by the public functions.
 
 Every message names the argument, what was expected and what came. Checks that
-read tensor values (index ranges) cost a device synchronisation on a GPU; they are
-skipped while ``torch.compile`` traces and where the compiled CPU kernels check the
-same ranges themselves.
+read tensor values (index ranges) would cost a device synchronisation on a GPU: there
+they run only when asked for, the kernels asserting on the device otherwise. They are
+skipped where there are no values to read (meta and fake tensors, torch.compile and
+torch.export tracing) and where the compiled CPU kernels check the same ranges themselves.
 """
 
 from __future__ import annotations
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 from . import _library
 
@@ -50,14 +52,23 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def index_range(name: str, index: torch.Tensor, low: int, high: int, allow_padding: bool = False) -> None:
+def has_values(t: torch.Tensor) -> bool:
+    """False for tensors that only describe a shape: meta, fake (tracing), or while compiling."""
+    # is_compiling first: torch.compile folds it to True and never reaches is_fake (untraceable).
+    return not torch.compiler.is_compiling() and t.device.type != "meta" and not is_fake(t)
+
+
+def index_range(name: str, index: torch.Tensor, low: int, high: int, allow_padding: bool = False,
+                validate: bool | None = None) -> None:
     """Every entry of ``index`` is in [low, high) (or is a -1 padding row when allowed).
 
-    Skipped where the kernel that will read ``index`` checks it anyway (compiled CPU
-    kernels) and while torch.compile traces; elsewhere (GPU) it synchronises the device.
+    ``validate``: None checks where it costs no synchronisation and the kernel that will
+    read ``index`` does not check it itself (CPU tensors without the compiled kernels);
+    True checks on any device (on a GPU it waits for the GPU); False never checks.
     """
-    checked_by_kernel = index.device.type == "cpu" and _library.BACKEND != "reference"
-    if index.numel() == 0 or checked_by_kernel or torch.compiler.is_compiling():
+    if validate is False or index.numel() == 0 or not has_values(index):
+        return
+    if validate is None and (index.device.type != "cpu" or _library.BACKEND != "reference"):
         return
     entries = index
     if allow_padding:

@@ -1,14 +1,16 @@
 """Registration of the ``torch.ops.tree_scan`` operators.
 
-The schemas and the CPU/CUDA kernels come from the compiled extension ``tree_scan._C``
-(``csrc/``). This module adds what torch needs from Python: fake implementations (so
-``torch.compile`` and meta tensors work) and the autograd formulas, which call the
-backward operators.
+The schemas, the CPU kernels and the CUDA kernels of the grid weights, the MST and the
+BFS come from the compiled extension ``tree_scan._C`` (``csrc/``). The scans on CUDA
+tensors are the Triton kernels of ``triton_scan.py``, registered here for these operators
+(the public functions call them through their own ops, with the tree's plan). This module
+also adds what torch needs from Python: fake implementations (so ``torch.compile`` and
+meta tensors work) and the autograd formulas, which call the backward operators.
 
 Importing never fails because a compiled piece is missing. Without ``_C`` the same
 schemas are defined here and served by ``tree_scan.reference`` on every device; with a
-``_C`` built without CUDA, CUDA tensors are served by the reference. Either way a
-warning says so once.
+``_C`` built without CUDA, CUDA tensors are served by the reference (the scans: by
+Triton). Either way a warning says so once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import warnings
 
 import torch
 
-from . import reference
+from . import heavy_paths, reference
 
 # Must equal the schemas in csrc/ops.cpp (tests/test_tree_scan_library.py checks).
 SCHEMAS = {
@@ -79,19 +81,43 @@ if _compile_error is not None:
         _definitions.impl(_name, REFERENCE_KERNELS[_name], "CompositeExplicitAutograd")
     BACKEND = "reference"
 else:
-    BACKEND = "cuda" if _has_kernel("scan_all_roots", "CUDA") else "cpu"
+    BACKEND = "cuda" if _has_kernel("bfs", "CUDA") else "cpu"
     if BACKEND == "cpu":
         _cuda_fallback = torch.library.Library("tree_scan", "IMPL")
         _python_libraries.append(_cuda_fallback)
-        for _name in SCHEMAS:
+        for _name in ("grid_edge_weights", "minimum_spanning_tree", "bfs"):
             _cuda_fallback.impl(_name, REFERENCE_KERNELS[_name], "CUDA")
         if torch.cuda.is_available():
             warnings.warn(
-                "tree_scan: the kernels were compiled without CUDA, so CUDA tensors use the plain-PyTorch "
-                "reference. Rebuild with FORCE_CUDA=1 for the CUDA kernels.",
+                "tree_scan: the kernels were compiled without CUDA, so on CUDA tensors the grid weights, MST and "
+                "BFS use the plain-PyTorch reference. Rebuild with FORCE_CUDA=1 for their CUDA kernels.",
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+# The scans on CUDA tensors: the Triton kernels (imported only now, once the namespace exists).
+from . import triton_scan  # noqa: E402
+
+
+def _triton_scan_kernel(all_roots: bool):
+    def scan(x, edge_weight, order, parent):
+        layout = heavy_paths.layout_from_parent(parent)
+        return triton_scan.forward(x, edge_weight, layout.elements, layout.rounds, all_roots)
+
+    def backward(grad_out, x, edge_weight, order, parent):
+        layout = heavy_paths.layout_from_parent(parent)
+        return triton_scan.backward(grad_out, x, edge_weight, layout.elements, layout.rounds, all_roots)
+
+    return scan, backward
+
+
+if BACKEND != "reference" and triton_scan.AVAILABLE:
+    _triton_scans = torch.library.Library("tree_scan", "IMPL")
+    _python_libraries.append(_triton_scans)
+    for _all_roots, _name in ((True, "scan_all_roots"), (False, "scan_causal")):
+        _forward_kernel, _backward_kernel = _triton_scan_kernel(_all_roots)
+        _triton_scans.impl(_name, _forward_kernel, "CUDA")
+        _triton_scans.impl(f"{_name}_backward", _backward_kernel, "CUDA")
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-"""The public tree operators: minimum spanning tree, breadth-first order, tree scans.
+"""The public tree operators: minimum spanning tree, rooted orders, tree scans.
 
 A typical use builds the tree once and scans along it::
 
-    tree = tree_scan.grid_mst(guide)                 # (B, H*W - 1, 2)
-    order = tree_scan.bfs(tree)                      # reuse for every scan on this tree
-    out = tree_scan.tree_scan(x, edge_weight, order) # (B, C, H*W)
+    tree = tree_scan.grid_mst(guide)                   # (B, H*W - 1, 2)
+    order = tree_scan.prepare(tree)                    # reuse for every scan on this tree
+    out = tree_scan.tree_scan(x, edge_weight, order)   # (B, C, H*W)
 
 All functions take batched inputs, run on CPU or CUDA, work under ``torch.compile``
-(``fullgraph=True``) and validate their arguments. See SPEC §1-2 for the exact
-definitions; ``tree_scan.reference`` computes the same in plain PyTorch.
+(``fullgraph=True``) and check their arguments. See SPEC §1-2 for the exact
+definitions; ``tree_scan.reference`` computes the same in plain PyTorch. On the CPU the
+scans run the C++ kernels; on a GPU the Triton kernels of ``tree_scan.triton_scan``,
+along the heavy-path plan that ``prepare``/``bfs``/``chain`` put into the ``TreeOrder``.
+No default call on GPU tensors waits for the GPU: index checks there are device-side
+assertions, or host checks only when asked for (``validate=True``).
 """
 
 from __future__ import annotations
@@ -18,28 +22,35 @@ from typing import NamedTuple, Union
 import torch
 from torch.autograd import forward_ad
 
-from . import _checks, _library  # noqa: F401  (_library registers torch.ops.tree_scan)
+from . import _checks, _library, heavy_paths, triton_scan  # _library registers torch.ops.tree_scan
+from .heavy_paths import ScanLayout
 
-__all__ = ["TreeOrder", "minimum_spanning_tree", "bfs", "tree_scan", "tree_scan_causal"]
+__all__ = ["TreeOrder", "minimum_spanning_tree", "bfs", "prepare", "chain", "tree_scan", "tree_scan_causal"]
 
 
 class TreeOrder(NamedTuple):
-    """A rooted tree as its breadth-first traversal: compute once, reuse for many scans.
+    """A rooted tree (or forest), ready to scan: compute once, reuse for many scans.
 
-    ``order (B, V)``: the vertices, root first, every parent before its children.
+    ``order (B, V)``: the vertices, a root first, every parent before its children
+    (:func:`bfs`: breadth-first; :func:`prepare` on a GPU: depth-first).
     ``parent (B, V)``: the parent of every vertex, -1 at the root (and at the root of
     every further tree of a spanning forest).
+    ``layout``: the heavy-path plan the GPU scans follow (:class:`tree_scan.heavy_paths.ScanLayout`),
+    made by :func:`prepare`, :func:`chain` and, on a GPU, :func:`bfs`; None where nothing
+    made it (the GPU scans then make it from ``parent`` at every call). Access the fields
+    by name: ``order, parent = tree`` no longer unpacks a TreeOrder.
     """
 
     order: torch.Tensor
     parent: torch.Tensor
+    layout: ScanLayout | None = None
 
 
 Tree = Union[torch.Tensor, TreeOrder]
 
 
 def minimum_spanning_tree(
-    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_vertices: int, validate: bool = True
+    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_vertices: int, validate: bool | None = None
 ) -> torch.Tensor:
     """Minimum spanning tree of every graph in a batch.
 
@@ -49,9 +60,10 @@ def minimum_spanning_tree(
         edge_weight: ``(B, E)`` float weights. Ties are broken by edge index (lower wins);
             NaN weights count as larger than +inf.
         num_vertices: ``V``.
-        validate: check that ``edge_index`` names vertices in ``[0, V)``. On a GPU the
-            check synchronises the device; ``False`` skips it for edges this library
-            made (on the CPU the kernel checks regardless).
+        validate: check on the host that ``edge_index`` names vertices in ``[0, V)``,
+            with an error naming the vertex. ``None`` (default): where that costs no
+            synchronisation (CPU tensors; on a GPU the kernel asserts on the device);
+            ``True``: on a GPU too (it waits for the GPU); ``False``: never.
 
     Returns:
         ``(B, V-1, 2)`` int64 tree edges, in increasing candidate index, each pair as
@@ -69,27 +81,11 @@ def minimum_spanning_tree(
             f"got {tuple(edge_weight.shape)}"
         )
     _checks.same_device(edge_index=edge_index, edge_weight=edge_weight)
-    if validate:
-        _checks.index_range("edge_index", edge_index, 0, num_vertices)
+    _checks.index_range("edge_index", edge_index, 0, num_vertices, validate=validate)
     return torch.ops.tree_scan.minimum_spanning_tree(edge_index, edge_weight, num_vertices)
 
 
-def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0, validate: bool = True) -> TreeOrder:
-    """Breadth-first order of every tree in a batch, from ``root``.
-
-    The order is that of a FIFO queue: a vertex queues its neighbours in increasing
-    order of the ``tree`` row joining them. Vertices the root cannot reach (a spanning
-    forest) start new trees, in increasing vertex order, each rooted at its smallest
-    vertex. Same tree, same order, on every device.
-
-    Args:
-        tree: ``(B, V-1, 2)`` int32/int64 vertex pairs, as returned by the MST functions.
-        num_vertices: ``V``; defaults to ``tree.shape[1] + 1``.
-        root: the root vertex (SPEC: 0; the paper's "last vertex" ablation uses V-1).
-        validate: check that ``tree`` names vertices in ``[0, V)`` (or is a ``(-1, -1)``
-            padding row). On a GPU the check synchronises the device; ``False`` skips it
-            for trees this library made (on the CPU the kernel checks regardless).
-    """
+def _tree_arguments(tree, num_vertices, root, validate) -> tuple[torch.Tensor, int]:
     tree = _checks.tensor("tree", tree, _checks.INDEX_DTYPES, 3, "(B, V-1, 2)")
     if tree.shape[2] != 2:
         raise ValueError(f"`tree` must be (B, V-1, 2); got shape {tuple(tree.shape)}")
@@ -98,13 +94,77 @@ def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0, vali
         raise TypeError(f"`root` must be an int, got {type(root).__name__}")
     if not 0 <= root < num_vertices:
         raise ValueError(f"`root` must be in [0, {num_vertices}), got {root}")
-    if validate:
-        _checks.index_range("tree", tree, 0, num_vertices, allow_padding=True)
+    _checks.index_range("tree", tree, 0, num_vertices, allow_padding=True, validate=validate)
+    return tree, num_vertices
+
+
+def bfs(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0, validate: bool | None = None) -> TreeOrder:
+    """Breadth-first order of every tree in a batch, from ``root``.
+
+    The order is that of a FIFO queue: a vertex queues its neighbours in increasing
+    order of the ``tree`` row joining them. Vertices the root cannot reach (a spanning
+    forest) start new trees, in increasing vertex order, each rooted at its smallest
+    vertex. Same tree, same order, on every device. On a GPU the result also carries the
+    heavy-path plan of the GPU scans. To scan, :func:`prepare` is faster on a GPU: it
+    needs no breadth-first walk, which takes one step per level of the tree.
+
+    Args:
+        tree: ``(B, V-1, 2)`` int32/int64 vertex pairs, as returned by the MST functions.
+        num_vertices: ``V``; defaults to ``tree.shape[1] + 1``.
+        root: the root vertex (SPEC: 0; the paper's "last vertex" ablation uses V-1).
+        validate: check on the host that ``tree`` names vertices in ``[0, V)`` (or is a
+            ``(-1, -1)`` padding row). ``None`` (default): where that costs no
+            synchronisation (CPU tensors; on a GPU the kernel asserts on the device);
+            ``True``: on a GPU too (it waits for the GPU); ``False``: never.
+    """
+    tree, num_vertices = _tree_arguments(tree, num_vertices, root, validate)
     order, parent = torch.ops.tree_scan.bfs(tree, num_vertices, root)
-    return TreeOrder(order, parent)
+    layout = heavy_paths.layout_from_parent(parent) if tree.is_cuda else None
+    return TreeOrder(order, parent, layout)
+
+
+def prepare(tree: torch.Tensor, num_vertices: int | None = None, root: int = 0,
+            validate: bool | None = None) -> TreeOrder:
+    """Roots every tree of a batch at ``root`` and prepares it for scanning.
+
+    The parents are those :func:`bfs` gives (a forest's other trees rooted at their
+    smallest vertex). On the CPU this is :func:`bfs`. On a GPU the tree is rooted by an
+    Euler tour in O(log V) parallel steps, whatever its depth, and ``order`` is depth-first
+    (heavy child first) instead of breadth-first; the result carries the heavy-path plan
+    of the GPU scans. Arguments as for :func:`bfs`.
+    """
+    tree, num_vertices = _tree_arguments(tree, num_vertices, root, validate)
+    if not tree.is_cuda:
+        return TreeOrder(*torch.ops.tree_scan.bfs(tree, num_vertices, root))
+    return TreeOrder(*heavy_paths.root_forest(tree, num_vertices, root))
+
+
+def chain(batch: int, length: int, device=None) -> TreeOrder:
+    """The chain ``0 - 1 - ... - (L-1)`` rooted at 0, for ``batch`` images, with its plan.
+
+    On a chain the causal scan is the linear recurrence ``h_i = x_i + w_{i+1} h_{i+1}``
+    (GrootL's first scan; GrootV's raster ablation). Made without any tree walk, once per
+    (length, device), and shared by the batch (batch stride 0).
+    """
+    batch = _checks.positive_int("batch", batch, minimum=0)
+    length = _checks.positive_int("length", length)
+    return TreeOrder(*heavy_paths.chain_layout(batch, length, device))
+
+
+def _check_layout(layout, batch: int, length: int) -> None:
+    if not isinstance(layout, ScanLayout):
+        raise TypeError(f"`tree.layout` must be a tree_scan.heavy_paths.ScanLayout or None, got {type(layout).__name__}")
+    elements = _checks.tensor("tree.layout.elements", layout.elements, (torch.int32,), 3, "(B, 4, N)")
+    rounds = _checks.tensor("tree.layout.rounds", layout.rounds, (torch.int32,), 2, "(B, R + 1)")
+    if elements.shape[0] != batch or elements.shape[1] != 4 or elements.shape[2] < length:
+        raise ValueError(f"`tree.layout.elements` must be (B, 4, N >= L) with B = {batch}, L = {length}; "
+                         f"got {tuple(elements.shape)}")
+    if rounds.shape[0] != batch or rounds.shape[1] < 2:
+        raise ValueError(f"`tree.layout.rounds` must be (B, R + 1) with B = {batch}; got {tuple(rounds.shape)}")
 
 
 def _scan_arguments(x, edge_weight, tree, root: int | None) -> tuple[torch.Tensor, torch.Tensor, TreeOrder]:
+    """Checked arguments of a scan, ``tree`` as a :class:`TreeOrder` (:func:`prepare` roots given edges)."""
     x = _checks.tensor("x", x, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
     edge_weight = _checks.tensor("edge_weight", edge_weight, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
     for name, value in (("x", x), ("edge_weight", edge_weight)):
@@ -124,19 +184,21 @@ def _scan_arguments(x, edge_weight, tree, root: int | None) -> tuple[torch.Tenso
     if isinstance(tree, TreeOrder):
         if root is not None:
             raise ValueError(
-                f"`root` ({root}) cannot be applied to a TreeOrder, which is rooted where `bfs` rooted it: "
-                "pass root to tree_scan.bfs, or pass the tree's edges here"
+                f"`root` ({root}) cannot be applied to a TreeOrder, which is rooted where `prepare`/`bfs` rooted it: "
+                "pass root to tree_scan.prepare, or pass the tree's edges here"
             )
         for name, part in (("tree.order", tree.order), ("tree.parent", tree.parent)):
             _checks.tensor(name, part, (torch.int64,), 2, "(B, L)")
             if tuple(part.shape) != (batch, length):
                 raise ValueError(f"`{name}` must be (B, L) = {(batch, length)} to match `x`; got {tuple(part.shape)}")
+        if tree.layout is not None:
+            _check_layout(tree.layout, batch, length)
         order = tree
     elif isinstance(tree, torch.Tensor):
         _checks.tensor("tree", tree, _checks.INDEX_DTYPES, 3, "(B, L-1, 2)")
         if tuple(tree.shape) != (batch, length - 1, 2):
             raise ValueError(f"`tree` must be (B, L-1, 2) = {(batch, length - 1, 2)} to match `x`; got {tuple(tree.shape)}")
-        order = bfs(tree, length, 0 if root is None else root)
+        order = prepare(tree, length, 0 if root is None else root)
     else:
         raise TypeError(f"`tree` must be a (B, L-1, 2) tensor or a TreeOrder, got {type(tree).__name__}")
     _checks.same_device(x=x, edge_weight=edge_weight, order=order.order, parent=order.parent)
@@ -154,12 +216,14 @@ def tree_scan(x: torch.Tensor, edge_weight: torch.Tensor, tree: Tree) -> torch.T
     Args:
         x: ``(B, C, L)`` features (float16/bfloat16/float32/float64; any strides).
         edge_weight: ``(B, C, L)`` weights, same dtype.
-        tree: ``(B, L-1, 2)`` tree edges, or the :class:`TreeOrder` from :func:`bfs`.
+        tree: ``(B, L-1, 2)`` tree edges, or a :class:`TreeOrder` (:func:`prepare`, :func:`bfs`, :func:`chain`).
 
     Returns ``(B, C, L)`` in the dtype of ``x`` (accumulated in float32 at least).
     Differentiable in ``x`` and ``edge_weight``.
     """
     x, edge_weight, order = _scan_arguments(x, edge_weight, tree, None)
+    if x.is_cuda:
+        return triton_scan.scan(x, edge_weight, order, all_roots=True)
     return torch.ops.tree_scan.scan_all_roots(x, edge_weight, order.order, order.parent)
 
 
@@ -175,4 +239,6 @@ def tree_scan_causal(
     :func:`tree_scan`. Differentiable in ``x`` and ``edge_weight``.
     """
     x, edge_weight, order = _scan_arguments(x, edge_weight, tree, root)
+    if x.is_cuda:
+        return triton_scan.scan(x, edge_weight, order, all_roots=False)
     return torch.ops.tree_scan.scan_causal(x, edge_weight, order.order, order.parent)

@@ -6,13 +6,15 @@ this package adds the language-side trees.
 Public API:
     minimum_spanning_tree(edge_index, edge_weight, num_vertices) -> tree
     tree_scan_causal(x, edge_weight, tree_or_order, root=0) -> out     leaf-to-root scan
-    bfs(tree, num_vertices=None, root=0) -> TreeOrder(order, parent)
+    prepare(tree, num_vertices=None, root=0) -> TreeOrder               rooted, ready to scan
+    bfs(tree, num_vertices=None, root=0) -> TreeOrder                   breadth-first order
+    chain(batch, seq_len) -> TreeOrder                                  the chain, rooted at 0
     candidate_edges(seq_len, prompt_lengths) -> (B, 3(L-1), 2)
     language_tree(features, prompt_lengths) -> tree                     MST of the candidates
     chain_tree(batch, seq_len) -> tree                                  (i, i+1)
 """
 
-from tree_scan import BACKEND, TreeOrder, bfs, minimum_spanning_tree, tree_scan_causal
+from tree_scan import BACKEND, TreeOrder, bfs, chain, minimum_spanning_tree, prepare, tree_scan_causal
 
 from .candidates import candidate_edge_weights, candidate_edges, chain_tree, language_tree, prompt_lengths_tensor
 
@@ -22,9 +24,11 @@ __all__ = [
     "bfs",
     "candidate_edge_weights",
     "candidate_edges",
+    "chain",
     "chain_tree",
     "language_tree",
     "minimum_spanning_tree",
+    "prepare",
     "prompt_lengths_tensor",
     "tree_scan_causal",
 ]

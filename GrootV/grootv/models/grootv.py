@@ -10,13 +10,20 @@ Module and parameter names are the release's (``patch_embed``, ``levels.i.blocks
 ``conv_head``, ``head``, the indices inside the norm ``Sequential``\\ s included), so its
 checkpoints load with ``strict=True``. ``import grootv`` registers ``grootv_tiny``,
 ``grootv_small`` and ``grootv_base`` with timm.
+
+The timm model contract (what timm's own model tests check) holds: the ``device``/``dtype``
+factory arguments, ``global_pool`` ("" for unpooled features), ``features_only`` with every
+feature class that reads modules ("getter", the default; "hook"; "fx"), torch.fx tracing
+(Tree_SSM is registered as a leaf), ``forward_intermediates``/``prune_intermediate_layers``,
+meta tensors and ``torch.export``. TorchScript is not supported (see
+``Tree_SSM.__prepare_scriptable__``).
 """
 
 from __future__ import annotations
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, SelectAdaptivePool2d, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -30,6 +37,8 @@ __all__ = ["GrootV", "GrootVLayer", "GrootVLevel", "checkpoint_filter_fn"]
 NORM_LAYERS = ("LN", "BN")
 ACT_LAYERS = ("GELU", "ReLU", "SiLU")
 DROP_PATH_TYPES = ("linear", "uniform")
+# timm's global pooling types ("" = none: forward and forward_head return the feature map).
+GLOBAL_POOLS = ("", "avg", "max", "avgmax", "catavgmax", "fast")
 
 
 class _ToChannelsFirst(nn.Module):
@@ -43,7 +52,7 @@ class _ToChannelsLast(nn.Module):
 
 
 def norm_layer_for(channels: int, kind: str, channels_first_in: bool = False,
-                   channels_first_out: bool = False) -> nn.Sequential:
+                   channels_first_out: bool = False, device=None, dtype=None) -> nn.Sequential:
     """LN or BN wrapped in the permutes it needs, as a ``Sequential``.
 
     The permutes sit at the same indices as in the release (``norm1.1.weight`` for an LN
@@ -53,13 +62,13 @@ def norm_layer_for(channels: int, kind: str, channels_first_in: bool = False,
     if kind == "LN":
         if channels_first_in:
             layers.append(_ToChannelsLast())
-        layers.append(nn.LayerNorm(channels, eps=1e-6))
+        layers.append(nn.LayerNorm(channels, eps=1e-6, device=device, dtype=dtype))
         if channels_first_out:
             layers.append(_ToChannelsFirst())
     else:
         if not channels_first_in:
             layers.append(_ToChannelsFirst())
-        layers.append(nn.BatchNorm2d(channels))
+        layers.append(nn.BatchNorm2d(channels, device=device, dtype=dtype))
         if not channels_first_out:
             layers.append(_ToChannelsLast())
     return nn.Sequential(*layers)
@@ -72,36 +81,39 @@ def act_layer_for(kind: str) -> nn.Module:
 class StemLayer(nn.Module):
     """Two 3x3 stride-2 convs: image (B, 3, H, W) -> channels-last (B, H/4, W/4, C)."""
 
-    def __init__(self, in_chans: int, out_chans: int, act_layer: str, norm_layer: str):
+    def __init__(self, in_chans: int, out_chans: int, act_layer: str, norm_layer: str, device=None, dtype=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, out_chans // 2, 3, stride=2, padding=1)
-        self.norm1 = norm_layer_for(out_chans // 2, norm_layer, True, True)
+        dd = {"device": device, "dtype": dtype}
+        self.conv1 = nn.Conv2d(in_chans, out_chans // 2, 3, stride=2, padding=1, **dd)
+        self.norm1 = norm_layer_for(out_chans // 2, norm_layer, True, True, **dd)
         self.act = act_layer_for(act_layer)
-        self.conv2 = nn.Conv2d(out_chans // 2, out_chans, 3, stride=2, padding=1)
-        self.norm2 = norm_layer_for(out_chans, norm_layer, True, False)
+        self.conv2 = nn.Conv2d(out_chans // 2, out_chans, 3, stride=2, padding=1, **dd)
+        self.norm2 = norm_layer_for(out_chans, norm_layer, True, False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
 
 
 class DownsampleLayer(nn.Module):
-    """3x3 stride-2 conv doubling the channels, channels-last in and out."""
+    """3x3 stride-2 conv doubling the channels: channels-first ``(B, C, H, W)`` in, channels-last out."""
 
-    def __init__(self, channels: int, norm_layer: str):
+    def __init__(self, channels: int, norm_layer: str, device=None, dtype=None):
         super().__init__()
-        self.conv = nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1, bias=False)
-        self.norm = norm_layer_for(2 * channels, norm_layer, True, False)
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1, bias=False, device=device,
+                              dtype=dtype)
+        self.norm = norm_layer_for(2 * channels, norm_layer, True, False, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x.permute(0, 3, 1, 2)))
+        return self.norm(self.conv(x))
 
 
 class MLPLayer(nn.Module):
-    def __init__(self, in_features: int, hidden_features: int, act_layer: str, drop: float):
+    def __init__(self, in_features: int, hidden_features: int, act_layer: str, drop: float, device=None,
+                 dtype=None):
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc1 = nn.Linear(in_features, hidden_features, device=device, dtype=dtype)
         self.act = act_layer_for(act_layer)
-        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.fc2 = nn.Linear(hidden_features, in_features, device=device, dtype=dtype)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,21 +124,23 @@ class GrootVLayer(nn.Module):
     """One block: Tree_SSM and MLP residual branches (pre-norm, or post-norm if asked)."""
 
     def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float, act_layer: str,
-                 post_norm: bool, layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str):
+                 post_norm: bool, layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str,
+                 device=None, dtype=None):
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.with_cp = with_cp
         self.post_norm = post_norm
-        self.norm1 = norm_layer_for(channels, "LN")
+        self.norm1 = norm_layer_for(channels, "LN", **dd)
         # The release's settings: d_state 1, d_inner = 2 * channels, 3x3 conv without bias.
         self.TreeSSM = Tree_SSM(channels, ssm_ratio=2.0, d_conv=3, conv_bias=False, metric=metric, root=root,
-                                scan=scan)
+                                scan=scan, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = norm_layer_for(channels, "LN")
-        self.mlp = MLPLayer(channels, int(channels * mlp_ratio), act_layer, drop)
+        self.norm2 = norm_layer_for(channels, "LN", **dd)
+        self.mlp = MLPLayer(channels, int(channels * mlp_ratio), act_layer, drop, **dd)
         self.layer_scale = layer_scale is not None
         if self.layer_scale:
-            self.gamma1 = nn.Parameter(torch.full((channels,), float(layer_scale)))
-            self.gamma2 = nn.Parameter(torch.full((channels,), float(layer_scale)))
+            self.gamma1 = nn.Parameter(torch.full((channels,), float(layer_scale), **dd))
+            self.gamma2 = nn.Parameter(torch.full((channels,), float(layer_scale), **dd))
 
     def _branches(self, x: torch.Tensor, tree):
         gamma1 = self.gamma1 if self.layer_scale else 1.0
@@ -162,20 +176,25 @@ class GrootVLevel(nn.Module):
 
     def __init__(self, channels: int, depth: int, downsample: bool, mlp_ratio: float, drop: float,
                  drop_path: list[float], act_layer: str, norm_layer: str, post_norm: bool,
-                 layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str, share_tree: bool):
+                 layer_scale: float | None, with_cp: bool, metric: str, root: str, scan: str, share_tree: bool,
+                 device=None, dtype=None):
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.post_norm = post_norm
         self.share_tree = share_tree
         self.blocks = nn.ModuleList([
             GrootVLayer(channels, mlp_ratio, drop, drop_path[i], act_layer, post_norm, layer_scale, with_cp,
-                        metric, root, scan)
+                        metric, root, scan, **dd)
             for i in range(depth)
         ])
-        self.norm = norm_layer_for(channels, "LN")
-        self.downsample = DownsampleLayer(channels, norm_layer) if downsample else None
+        self.norm = norm_layer_for(channels, "LN", **dd)
+        # The stage's features, channels-first, are the output of this (parameter-free)
+        # module: feature_info names it, so timm's hook and FX feature extractors read them here.
+        self.features = _ToChannelsFirst()
+        self.downsample = DownsampleLayer(channels, norm_layer, **dd) if downsample else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, H, W, C)`` -> ``(input of the next stage, this stage's features)``."""
+        """``x (B, H, W, C)`` -> ``(input of the next stage, this stage's features (B, H, W, C))``."""
         tree = None
         for block in self.blocks:
             x, built = block(x, tree)
@@ -187,8 +206,10 @@ class GrootVLevel(nn.Module):
         if not self.post_norm:
             x = self.norm(x)
         features = x
+        # A view; in the last stage only feature extractors hooked to it read it.
+        channels_first = self.features(x)
         if self.downsample is not None:
-            x = self.downsample(x)
+            x = self.downsample(channels_first)
         return x, features
 
 
@@ -215,6 +236,11 @@ class GrootV(nn.Module):
         scan: "tree" or "raster" (Table 4).
         share_tree: one tree per stage, shared by its blocks (GrootV-T*, Table 7).
         in_chans: image channels.
+    timm's arguments:
+        global_pool: pooling before the classifier, one of ``GLOBAL_POOLS`` ("avg", the
+            release's; "" keeps the feature map and needs ``num_classes=0``).
+        device, dtype: where and in which dtype the parameters are created (None: PyTorch's
+            defaults); ``timm.create_model`` passes them on.
     """
 
     def __init__(
@@ -238,15 +264,20 @@ class GrootV(nn.Module):
         scan: str = "tree",
         share_tree: bool = False,
         in_chans: int = 3,
+        global_pool: str = "avg",
+        device=None,
+        dtype=None,
     ):
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
             raise ValueError(f"`channels` must be an int >= 2, got {channels!r}")
         depths = list(depths)
         if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
             raise ValueError(f"`depths` must be a non-empty list of positive ints, got {depths!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"`num_classes` must be an int >= 0, got {num_classes!r}")
+        _check_head(num_classes, global_pool)
+        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f"`in_chans` must be a positive int, got {in_chans!r}")
         check_choice("drop_path_type", drop_path_type, DROP_PATH_TYPES)
         check_choice("act_layer", act_layer, ACT_LAYERS)
         check_choice("norm_layer", norm_layer, NORM_LAYERS)
@@ -260,7 +291,7 @@ class GrootV(nn.Module):
         if mlp_ratio <= 0 or cls_scale <= 0:
             raise ValueError(f"`mlp_ratio` and `cls_scale` must be positive, got {mlp_ratio} and {cls_scale}")
 
-        self.num_classes = num_classes
+        self.in_chans = in_chans
         self.num_levels = len(depths)
         # Kept for introspection, as timm models keep their defining sizes (`model.depths`).
         self.depths = depths
@@ -268,10 +299,11 @@ class GrootV(nn.Module):
         widths = [channels * 2**i for i in range(self.num_levels)]
         # timm's convention: num_features is what forward_features returns and the head
         # reads, here the output of conv_head (the release's name for widths[-1] was
-        # num_features; it is `widths[-1]` here, kept in feature_info).
-        self.num_features = self.head_hidden_size = int(widths[-1] * cls_scale)
+        # num_features; it is `widths[-1]` here, kept in feature_info). head_hidden_size,
+        # the pooled width, is set with the head.
+        self.num_features = int(widths[-1] * cls_scale)
 
-        self.patch_embed = StemLayer(in_chans, channels, act_layer, norm_layer)
+        self.patch_embed = StemLayer(in_chans, channels, act_layer, norm_layer, **dd)
         self.pos_drop = nn.Dropout(p=drop_rate)
         rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         if drop_path_type == "uniform":
@@ -281,19 +313,27 @@ class GrootV(nn.Module):
             self.levels.append(GrootVLevel(
                 width, depths[i], i < self.num_levels - 1, mlp_ratio, drop_rate,
                 rates[sum(depths[:i]):sum(depths[:i + 1])], act_layer, norm_layer, post_norm, layer_scale,
-                with_cp, metric, root, scan, share_tree,
+                with_cp, metric, root, scan, share_tree, **dd,
             ))
         self.feature_info = [
-            dict(num_chs=width, reduction=4 * 2**i, module=f"levels.{i}") for i, width in enumerate(widths)
+            dict(num_chs=width, reduction=4 * 2**i, module=f"levels.{i}.features") for i, width in enumerate(widths)
         ]
         self.conv_head = nn.Sequential(
-            nn.Conv2d(widths[-1], self.num_features, kernel_size=1, bias=False),
-            norm_layer_for(self.num_features, "BN", True, True),
+            nn.Conv2d(widths[-1], self.num_features, kernel_size=1, bias=False, **dd),
+            norm_layer_for(self.num_features, "BN", True, True, **dd),
             act_layer_for(act_layer),
         )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._build_head(num_classes, global_pool, **dd)
         self.apply(self._init_weights)
+
+    def _build_head(self, num_classes: int, global_pool: str, device=None, dtype=None) -> None:
+        """The pooling and the classifier after ``conv_head`` (parameters: ``head.weight``/``head.bias``)."""
+        # Without pooling nothing is flattened: forward returns the (B, C, H, W) map.
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.head = (nn.Linear(self.head_hidden_size, num_classes, device=device, dtype=dtype) if num_classes > 0
+                     else nn.Identity())
+        self.num_classes = num_classes
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -336,12 +376,24 @@ class GrootV(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"`global_pool` must be 'avg' (the only pooling GrootV has), got {global_pool!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"`num_classes` must be an int >= 0, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        """A new classifier of ``num_classes`` outputs (0: none); ``global_pool`` None keeps the pooling.
+
+        A classifier needs pooled features: asked for one while the pooling is off
+        (``global_pool=''`` earlier, or a pruned head) and ``global_pool`` None, the
+        release's average pooling comes back. The new layers take the device, dtype and
+        train/eval mode of the model: those of the classifier they replace, or else of the
+        model's first parameter.
+        """
+        if global_pool is None:
+            global_pool = self.global_pool.pool_type if self.global_pool.pool_type or not num_classes else "avg"
+        _check_head(num_classes, global_pool)
+        reference = next(self.head.parameters(), None)
+        if reference is None:
+            reference = next(self.parameters(), None)
+        dd = {} if reference is None else {"device": reference.device, "dtype": reference.dtype}
+        self._build_head(num_classes, global_pool, **dd)
+        self.global_pool.train(self.training)
+        self.head.train(self.training)
 
     def forward_intermediates(
         self,
@@ -352,18 +404,18 @@ class GrootV(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ):
-        """Each stage's output before its downsampling, NCHW, strides 4/8/16/32.
+        """Each stage's output before its downsampling, strides 4/8/16/32.
 
         That output is what the stage's last block produced, through the stage's
         LayerNorm unless ``post_norm`` (the release skips that norm then).
         ``indices``: stages to return (int = the last n; None = all). ``norm`` is accepted
         for timm's interface and ignored: GrootV has no final norm besides the stages' own.
+        ``output_fmt``: "NCHW" or "NHWC" (the intermediates' layout; ``final`` is NCHW).
         Returns the list, or ``(final, list)`` unless ``intermediates_only``: ``final`` is
         ``forward_features(x)``, or, when ``stop_early`` ends before the last stage, the
         last computed stage's output without the head (timm's convention).
         """
-        if output_fmt != "NCHW":
-            raise ValueError(f"`output_fmt` must be 'NCHW', got {output_fmt!r}")
+        check_choice("output_fmt", output_fmt, ("NCHW", "NHWC"))
         take, last = feature_take_indices(len(self.levels), indices)
         intermediates = []
         x = self.pos_drop(self.patch_embed(x))
@@ -371,7 +423,7 @@ class GrootV(nn.Module):
         for i, level in enumerate(levels):
             x, features = level(x)
             if i in take:
-                intermediates.append(features.permute(0, 3, 1, 2))
+                intermediates.append(features.permute(0, 3, 1, 2) if output_fmt == "NCHW" else features)
         if intermediates_only:
             return intermediates
         if len(levels) < len(self.levels):
@@ -380,14 +432,22 @@ class GrootV(nn.Module):
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Drop what the requested stages do not need (later stages, the head)."""
+        """Drop what the requested stages do not need (later stages, the head).
+
+        Pruning before the last stage removes the head too (it is sized for the last
+        stage); ``forward_features`` then ends at the last kept stage. A removed head
+        leaves no pooling either (timm's convention): ``forward`` returns the feature
+        map until ``reset_classifier`` adds one.
+        """
         take, last = feature_take_indices(len(self.levels), indices)
-        self.levels = self.levels[:last + 1]
+        levels = self.levels[:last + 1]
+        levels.training = self.training  # a new container, which would start in training mode
+        self.levels = levels
         self.levels[-1].downsample = None
         if prune_head or last < self.num_levels - 1:
-            self.conv_head = nn.Identity()
-            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
-            self.reset_classifier(0)
+            self.conv_head = nn.Identity().train(self.training)
+            self.num_features = self.feature_info[last]["num_chs"]
+            self.reset_classifier(0, "")
         return take
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -398,11 +458,20 @@ class GrootV(nn.Module):
         return self.conv_head(x.permute(0, 3, 1, 2))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+        x = self.global_pool(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _check_head(num_classes, global_pool) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"`num_classes` must be an int >= 0, got {num_classes!r}")
+    check_choice("global_pool", global_pool, GLOBAL_POOLS)
+    if not global_pool and num_classes > 0:
+        raise ValueError(f"`global_pool=''` (no pooling) needs `num_classes=0`: a classifier of {num_classes} "
+                         "classes needs pooled features")
 
 
 def checkpoint_filter_fn(state_dict: dict, model: GrootV) -> dict:

@@ -19,10 +19,12 @@ block, which is how a stage shares one tree (Table 7, GrootV-T*).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 
 import tree_scan
@@ -59,6 +61,9 @@ def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps)
 
 
+# A leaf for torch.fx (timm's FX feature extraction and tests trace with timm's leaf
+# registry): the tree is built from tensor values, which symbolic tracing cannot follow.
+@register_notrace_module
 class Tree_SSM(nn.Module):
     """The tree-scan SSM mixer on channels-last features ``(B, H, W, d_model)``.
 
@@ -74,6 +79,8 @@ class Tree_SSM(nn.Module):
         metric: tree edge weight, "cosine" (release), "euclidean" or "manhattan".
         root: "all" (release), "first" or "last".
         scan: "tree" (release) or "raster".
+        device, dtype: where and in which dtype the parameters are created (timm's factory
+            arguments); None: PyTorch's defaults.
     """
 
     def __init__(
@@ -94,8 +101,11 @@ class Tree_SSM(nn.Module):
         metric: str = "cosine",
         root: str = "all",
         scan: str = "tree",
+        device=None,
+        dtype=None,
     ):
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"`d_model` must be a positive int, got {d_model!r}")
         if dt_rank != "auto" and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
@@ -116,21 +126,21 @@ class Tree_SSM(nn.Module):
         self.d_state = 1
         self.d_conv = d_conv
 
-        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias, **dd)
         self.act = act_layer()
         if d_conv > 1:
             self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner,
-                                    bias=conv_bias)
+                                    bias=conv_bias, **dd)
         # (1, rank + 2, d_inner): the release keeps a leading axis of size K = 1 (its number
         # of scan directions); x_proj produces Δ (rank), B (1) and C (1) per pixel.
-        self.x_proj_weight = nn.Parameter(torch.empty(1, self.dt_rank + 2 * self.d_state, d_inner))
-        self.dt_projs_weight = nn.Parameter(torch.empty(1, d_inner, self.dt_rank))
-        self.dt_projs_bias = nn.Parameter(torch.empty(1, d_inner))
-        self.A_logs = nn.Parameter(torch.empty(d_inner, self.d_state))
-        self.Ds = nn.Parameter(torch.empty(d_inner))
-        self.h_norm = nn.LayerNorm(d_inner)
-        self.out_norm = nn.LayerNorm(d_inner)
-        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        self.x_proj_weight = nn.Parameter(torch.empty(1, self.dt_rank + 2 * self.d_state, d_inner, **dd))
+        self.dt_projs_weight = nn.Parameter(torch.empty(1, d_inner, self.dt_rank, **dd))
+        self.dt_projs_bias = nn.Parameter(torch.empty(1, d_inner, **dd))
+        self.A_logs = nn.Parameter(torch.empty(d_inner, self.d_state, **dd))
+        self.Ds = nn.Parameter(torch.empty(d_inner, **dd))
+        self.h_norm = nn.LayerNorm(d_inner, **dd)
+        self.out_norm = nn.LayerNorm(d_inner, **dd)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias, **dd)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # Optimisers that honour this flag (the release's, ours) skip weight decay here.
         self.A_logs._no_weight_decay = True
@@ -207,8 +217,11 @@ class Tree_SSM(nn.Module):
         dt = F.linear(dt, self.dt_projs_weight[0])
 
         # From here to out_norm: float32 at least (as the release), under autocast too.
+        # Devices without autocast (meta: shape-only runs) have none to switch off.
         acc = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        no_autocast = (torch.autocast(device_type=x.device.type, enabled=False)
+                       if torch.amp.is_autocast_available(x.device.type) else contextlib.nullcontext())
+        with no_autocast:
             xs, dt, b, c = xs.to(acc), dt.to(acc), b.to(acc), c.to(acc)
             delta = F.softplus(dt + self.dt_projs_bias[0].to(acc))
             a = -torch.exp(self.A_logs.to(acc)[:, 0])
@@ -229,3 +242,13 @@ class Tree_SSM(nn.Module):
         # Gate.
         y = y.to(x.dtype).view(batch, height, width, self.d_inner) * z
         return self.dropout(self.out_proj(y)), tree
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every submodule before compiling: say why it cannot
+        # work instead of failing deep inside the compiler.
+        raise RuntimeError(
+            "Tree_SSM (and so GrootV) cannot be compiled with torch.jit.script: the tree operators take and "
+            "return Python structures (tree_scan.TreeOrder) and check their arguments in Python, which TorchScript "
+            "cannot compile, and PyTorch has deprecated TorchScript. Use torch.export.export(model, (images,)) "
+            "or torch.compile instead."
+        )

@@ -44,7 +44,8 @@ def assert_like_uninterrupted(output, uninterrupted):
         assert_complete(output / name)
     assert [step for step, _ in losses(output)] == [1, 2, 3, 4]
     assert [loss for _, loss in losses(output)] == pytest.approx([loss for _, loss in losses(uninterrupted)], abs=1e-5)
-    final, reference = load_file(output / "adapter_model.safetensors"), load_file(uninterrupted / "adapter_model.safetensors")
+    final = load_file(output / "adapter_model.safetensors")
+    reference = load_file(uninterrupted / "adapter_model.safetensors")
     assert final.keys() == reference.keys()
     for key in final:
         assert (final[key] - reference[key]).abs().max() < 1e-5, key

@@ -110,8 +110,10 @@ def test_merge_refuses_pickled_code_in_the_base_and_in_the_adapter(base, tmp_pat
         args = ["--base_model", str(base_model), "--peft_model", str(adapter), "--save_path", str(tmp_path / "out")]
         return lambda: merge_cli.main([*args, *extra])
 
-    one_line_error(capsys, merge(evil_base, tmp_path / "adapter"), str(evil_base / "pytorch_model.bin"), "--trust_checkpoint")
-    one_line_error(capsys, merge(base, tmp_path / "evil-adapter"), "evil-adapter/adapter_model.bin", "--trust_checkpoint")
+    evil_file = str(evil_base / "pytorch_model.bin")
+    one_line_error(capsys, merge(evil_base, tmp_path / "adapter"), evil_file, "--trust_checkpoint")
+    evil_adapter = "evil-adapter/adapter_model.bin"
+    one_line_error(capsys, merge(base, tmp_path / "evil-adapter"), evil_adapter, "--trust_checkpoint")
     assert not marker.exists() and not (tmp_path / "out").exists()
 
     merge(evil_base, tmp_path / "adapter", "--trust_checkpoint")()
@@ -131,9 +133,8 @@ def test_evaluate_refuses_pickled_code_in_the_model_and_in_peft(base, tmp_path, 
         return lambda: evaluate_cli.main(args)
 
     one_line_error(capsys, evaluate(f"pretrained={evil_base}"), "pytorch_model.bin", "trust_checkpoint=True")
-    one_line_error(
-        capsys, evaluate(f"pretrained={base},peft={tmp_path / 'evil-adapter'}"), "adapter_model.bin", "trust_checkpoint=True"
-    )
+    with_peft = f"pretrained={base},peft={tmp_path / 'evil-adapter'}"
+    one_line_error(capsys, evaluate(with_peft), "adapter_model.bin", "trust_checkpoint=True")
     assert not marker.exists() and not (tmp_path / "results.json").exists()
 
 
@@ -168,7 +169,8 @@ def test_resuming_refuses_a_checkpoint_file_that_runs_code(finished_run, base, t
     # The same with the checkpoint named explicitly, from elsewhere.
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(output / "checkpoint-2", elsewhere)
-    command = train_args(base, finished_run / "data.json", tmp_path / "other", 4, "--resume_from_checkpoint", str(elsewhere))
+    command = train_args(base, finished_run / "data.json", tmp_path / "other", 4,
+                         "--resume_from_checkpoint", str(elsewhere))  # fmt: skip
     one_line_error(capsys, lambda: train_cli.main(command), str(elsewhere / name), "--trust_checkpoint")
     assert not marker.exists()
 

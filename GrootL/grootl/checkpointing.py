@@ -72,7 +72,9 @@ def newest_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             continue
         if saved_step(folder) is not None and any(os.path.isfile(os.path.join(folder, w)) for w in _WEIGHTS):
             return folder
-        logger.warning(f"{folder} is incomplete (no model weights or no readable {TRAINER_STATE_FILE}); not resuming from it")
+        logger.warning(
+            f"{folder} is incomplete (no model weights or no readable {TRAINER_STATE_FILE}); not resuming from it"
+        )
     return None
 
 

@@ -19,6 +19,7 @@ command stops at once with a one-line error that points to this recipe (docs/gro
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -93,6 +94,12 @@ def format_table(results: dict, label: str = "this run") -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=4)
+def _full_task_manager(include_path: str | None) -> TaskManager:
+    """lm-eval's task index (plus ``include_path``), built once per process: it reads thousands of files."""
+    return TaskManager(include_path=include_path)
+
+
 def _task_manager(include_path: str | None, tasks) -> tuple[TaskManager, list[str]]:
     """The task manager, and the requested tasks that are lm-eval's own (their data come from
     the Hub). Indexing lm-eval's thousands of built-in task files takes seconds; it is skipped
@@ -105,7 +112,7 @@ def _task_manager(include_path: str | None, tasks) -> tuple[TaskManager, list[st
         local_tasks = set(local.all_tasks)
         if set(tasks) <= local_tasks:
             return local, []
-    manager = TaskManager(include_path=include_path)
+    manager = _full_task_manager(include_path)
     unknown = [task for task in tasks if not manager.match_tasks([task])]
     if unknown:
         raise GrootLError(

@@ -71,11 +71,15 @@ def load_named(load: Callable[[str], Loaded], name, flag: str) -> Loaded:
     """``load(name)`` for a local folder or a Hub repository id that the user gave as ``flag``.
     A name that is neither, a Hub that does not answer, or a folder that transformers cannot
     read is a :class:`~grootl.errors.CheckpointError` naming ``flag``."""
-    if not (isinstance(name, (str, os.PathLike)) and os.path.isdir(name)):
-        if isinstance(name, (str, os.PathLike)) and os.path.exists(name):
-            raise CheckpointError(f"{flag} {os.fspath(name)!r} is a file; expected a folder (or a Hub repository id)")
+    if isinstance(name, (str, os.PathLike)) and not os.path.isdir(name):
+        name = os.fspath(name)
+        if os.path.exists(name):
+            raise CheckpointError(f"{flag} {name!r} is a file; expected a folder (or a Hub repository id)")
+        # Hub repository ids are "name" or "owner/name"; anything else can only be a local path.
+        if os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1:
+            raise CheckpointError(f"{flag} {name!r}: no such folder")
         require_hub(f"{flag} {name!r} is not a local folder, so its files would", for_datasets=False)
     try:
         return load(name)
     except OSError as error:  # transformers' "not a local folder and not a valid model identifier", missing files...
-        raise CheckpointError(f"{flag} {os.fspath(name)!r} cannot be loaded: {str(error).splitlines()[0]}") from None
+        raise CheckpointError(f"{flag} {name!r} cannot be loaded: {str(error).splitlines()[0]}") from None

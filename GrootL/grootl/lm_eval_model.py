@@ -16,6 +16,7 @@ read tensors-only; see :mod:`grootl.untrusted`); plus lm-eval's ``batch_size`` a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -94,9 +95,8 @@ class GrootLEvalModel(TemplateLM):
             if tokenizer is None:
                 raise ValueError("`tokenizer` is required when `pretrained` is a model instance")
         elif isinstance(pretrained, str):
-            model = load_named(
-                lambda name: GrootLMambaForCausalLM.from_pretrained(name, dtype=DTYPES[dtype]), pretrained, "`pretrained`"
-            )
+            load = functools.partial(GrootLMambaForCausalLM.from_pretrained, dtype=DTYPES[dtype])
+            model = load_named(load, pretrained, "`pretrained`")
         else:
             raise TypeError(f"`pretrained` must be a path or a GrootLMambaForCausalLM; got {type(pretrained).__name__}")
         # An adapter is evaluated with the tree settings it was trained with (recorded beside

@@ -212,7 +212,7 @@ def _train(model_args: ModelArguments, data_args: DataArguments, training_args: 
             return output_dir
     if resume_step is not None and resume_step >= max_steps:
         # Trained to the end, but the final save was not (completely) written.
-        say(f"{resume} is at step {resume_step} (max_steps {max_steps}): nothing to train; saving it as the final model")
+        say(f"{resume} is at step {resume_step} (max_steps {max_steps}): nothing to train; it becomes the final model")
         trainer._load_from_checkpoint(resume)
         trainer.state = TrainerState.load_from_json(os.path.join(resume, TRAINER_STATE_FILE))
         trainer.save_final(output_dir)

@@ -2,6 +2,7 @@
 the file and the trust switch, and with the switch reads them in full. safetensors and pickles
 of plain tensors load as always."""
 
+import json
 import os
 import shutil
 
@@ -197,3 +198,19 @@ def test_training_args_bin_is_never_unpickled_and_trust_reaches_every_loader(fin
     pickle_the_weights(evil_base, marker)
     train_cli.main(train_args(evil_base, finished_run / "data.json", tmp_path / "fresh", 1, "--trust_checkpoint"))
     assert marker.exists()
+
+
+def test_a_trainer_state_that_is_a_pickle_is_not_resumed_from(finished_run, base, tmp_path, capsys):
+    """trainer_state.json is read as JSON, never unpickled: auto-resume skips such a checkpoint,
+    naming it explicitly is a one-line error."""
+    output, marker = tmp_path / "run", tmp_path / "code-ran"
+    shutil.copytree(finished_run / "run", output)
+    os.remove(output / "trainer_state.json")  # not finished: the rerun looks for a checkpoint
+    poison(output / "checkpoint-2", "trainer_state.json", marker)
+    train_cli.main(train_args(base, finished_run / "data.json", output, 1))  # starts over, from step 0
+    assert not marker.exists() and json.loads((output / "trainer_state.json").read_text())["global_step"] == 1
+
+    command = train_args(base, finished_run / "data.json", tmp_path / "other", 4,
+                         "--resume_from_checkpoint", str(output / "checkpoint-2"))  # fmt: skip
+    one_line_error(capsys, lambda: train_cli.main(command), "checkpoint-2", "trainer_state.json")
+    assert not marker.exists()

@@ -74,6 +74,19 @@ def test_user_errors_are_one_line(base, tmp_path, capsys):
                                "--include_path", LOCAL_TASKS]),  # fmt: skip
         "unknown lm-eval task(s) ['no_such_task']",
     )
+    one_line_error(
+        capsys,
+        lambda: evaluate.main(["--model_args", f"pretrained={base},dtpye=float32", "--tasks", "grootl_local_mc",
+                               "--include_path", LOCAL_TASKS]),  # fmt: skip
+        "unknown `model_args` key(s) ['dtpye']",
+    )
+    if not torch.cuda.is_available():
+        one_line_error(
+            capsys,
+            lambda: evaluate.main(["--model_args", f"pretrained={base}", "--tasks", "grootl_local_mc",
+                                   "--include_path", LOCAL_TASKS, "--device", "cuda"]),  # fmt: skip
+            "no CUDA device is available here",
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.is_bf16_supported(), reason="bf16 is supported here")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import math
 import sys
@@ -151,6 +152,10 @@ def evaluate(
         arguments = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args)
         if "pretrained" not in arguments:
             raise GrootLError("`model_args` must name the checkpoint: pretrained=<directory>")
+        known = set(inspect.signature(GrootLEvalModel.__init__).parameters) - {"self"}
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            raise GrootLError(f"unknown `model_args` key(s) {unknown}; the model takes {sorted(known)}")
         arguments.setdefault("batch_size", batch_size)
         arguments.setdefault("device", device)
         lm = get_model(model)(**arguments)

@@ -80,7 +80,12 @@ class GrootLEvalModel(TemplateLM):
         self._batch_size = _positive_int("batch_size", batch_size)
         self._max_length = _positive_int("max_length", max_length)
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
-        self._device = torch.device(device)
+        try:
+            self._device = torch.device(device)
+        except RuntimeError as error:
+            raise GrootLError(f"`device` {device!r} is not a device: {error}") from None
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise GrootLError(f"`device` {device!r}: no CUDA device is available here; use cpu")
         with pickle_policy(trust_checkpoint, "add trust_checkpoint=True to --model_args"):
             self._load(pretrained, tokenizer, peft, dtype, use_tree, tree_scale, contex_len_mode)
         if self.tokenizer.eos_token_id is None:

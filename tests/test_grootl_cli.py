@@ -62,6 +62,11 @@ def test_user_errors_are_one_line(base, tmp_path, capsys):
         lambda: run_training(missing, tmp_path / "data.json", tmp_path / "run", 1),
         f"--model_name_or_path {str(missing)!r}: no such folder",
     )
+    data, output = tmp_path / "data.json", tmp_path / "run"
+    one_line_error(capsys, lambda: run_training(base, data, output, 1, "--no_such_flag", "3"),
+                   "invalid training arguments", "--no_such_flag")  # fmt: skip
+    one_line_error(capsys, lambda: run_training(base, data, output, 1, "--fp16", "True", "--bf16", "True"),
+                   "invalid training arguments: At most one of fp16 and bf16 can be True")  # fmt: skip
     one_line_error(
         capsys,
         lambda: evaluate.main(["--model_args", f"pretrained={missing}", "--tasks", "grootl_local_mc",
@@ -95,6 +100,7 @@ def test_bf16_without_support_is_a_one_line_error(base, tmp_path, capsys):
     command = ["--model_name_or_path", str(base), "--data_path", str(tmp_path / "data.json"),
                "--output_dir", str(tmp_path / "run"), "--bf16", "True"]  # fmt: skip
     one_line_error(capsys, lambda: train.main(command), "--bf16 True needs a GPU with bf16 support", "BF16=False")
+
 
 
 def test_bugs_keep_their_traceback(base, tmp_path, monkeypatch):

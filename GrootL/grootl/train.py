@@ -112,7 +112,7 @@ def _parse(argv: list[str] | None):
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
         # TrainingArguments checks combinations of flags in __post_init__ and raises ValueError.
-        if "bf16" in str(error):
+        if "support bf16" in str(error):  # transformers: "Your setup doesn't support bf16/gpu."
             raise GrootLError(
                 "--bf16 True needs a GPU with bf16 support (Ampere or newer), and there is none here: leave --bf16 "
                 "out (BF16=False for st_train.sh), or add --use_cpu True for bf16 autocast on the CPU"

@@ -5,6 +5,8 @@
 #   DATA_PATH         Alpaca-format JSON, e.g. alpaca_data.json (required)
 #   OUTPUT_DIR        adapter, checkpoints, metrics.jsonl      (default: out_exp)
 #   NPROC             processes (one per GPU), DDP via torchrun (default: 1)
+#   BF16              True or False: bf16 mixed precision, as the release trains (default: True on
+#                     a GPU with bf16 support, else False; the run then works on a CPU-only machine)
 #   DEEPSPEED_CONFIG  optional DeepSpeed JSON (e.g. ZeRO stage 2); needs the deepspeed package
 #
 # Extra arguments are passed on to `python -m grootl.train` (later flags win), e.g.
@@ -13,6 +15,8 @@
 set -euo pipefail
 
 : "${DATA_PATH:?set DATA_PATH to an Alpaca-format JSON file: a list of records with instruction, input and output (e.g. alpaca_data.json of tatsu-lab/stanford_alpaca)}"
+
+bf16=${BF16:-$(python -c "import torch; print(torch.cuda.is_available() and torch.cuda.is_bf16_supported())")}
 
 deepspeed_args=()
 if [[ -n "${DEEPSPEED_CONFIG:-}" ]]; then
@@ -26,7 +30,7 @@ torchrun --nproc_per_node="${NPROC:-1}" \
     --model_name_or_path "${MODEL_PATH:-mamba-130m-hf}" \
     --data_path "${DATA_PATH}" \
     --output_dir "${OUTPUT_DIR:-out_exp}" \
-    --bf16 True \
+    --bf16 "${bf16}" \
     --model_max_length 2048 \
     --num_train_epochs 1 \
     --per_device_train_batch_size 1 \

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from grootl.testing import save_tiny_checkpoint, write_alpaca_json
 
@@ -43,6 +44,24 @@ def test_st_train_requires_data_path(tmp_path):
     assert not (tmp_path / "launched").exists()
 
 
+@pytest.mark.parametrize("bf16", [None, "True", "False"])
+def test_st_train_uses_bf16_only_where_it_is_supported(tmp_path, bf16):
+    """The release's --bf16 True fails on a machine without a GPU; BF16 defaults to what the machine supports."""
+    torchrun = tmp_path / "bin" / "torchrun"
+    torchrun.parent.mkdir()
+    torchrun.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "arguments"}\n')
+    torchrun.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "BF16"}
+    path = os.pathsep.join([str(torchrun.parent), str(Path(sys.executable).parent), env["PATH"]])
+    env.update(DATA_PATH="data.json", PATH=path)
+    if bf16 is not None:
+        env["BF16"] = bf16
+    subprocess.run(["bash", str(REPOSITORY / "GrootL" / "st_train.sh")], cwd=tmp_path, env=env, check=True, timeout=120)
+    arguments = (tmp_path / "arguments").read_text().split()
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    assert arguments[arguments.index("--bf16") + 1] == (bf16 if bf16 is not None else str(supported))
+
+
 @pytest.mark.slow
 def test_train_merge_evaluate_with_the_scripts(tmp_path):
     save_tiny_checkpoint(tmp_path / "base", seed=2)
@@ -61,7 +80,7 @@ def test_train_merge_evaluate_with_the_scripts(tmp_path):
     )
     run_script(
         "st_train.sh", env,
-        "--max_steps", "2", "--save_steps", "2", "--bf16", "False", "--use_cpu", "True",
+        "--max_steps", "2", "--save_steps", "2", "--use_cpu", "True",
         "--model_max_length", "64", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
         "--disable_tqdm", "True",
     )  # fmt: skip

@@ -2,7 +2,10 @@
 
 Everything is written under a temporary name in the destination's own folder (a rename is
 atomic only within one filesystem), flushed to disk, then renamed over the destination; on
-failure the temporary copy is removed and the destination keeps its previous content.
+failure the temporary copy is removed and the destination keeps its previous content. A folder
+is deleted the same way: renamed out of its place first, then removed. The temporary names
+of ``path`` start with ``.<name of path>.``; a process killed before it could remove them
+leaves them behind, and :func:`remove_leftovers` clears them on the next run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["atomic_write", "atomic_directory", "move_into_place"]
+__all__ = ["atomic_write", "atomic_directory", "move_into_place", "remove_directory", "remove_leftovers"]
 
 
 def _umask() -> int:
@@ -44,18 +47,21 @@ def _fsync_one(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def move_into_place(staged: str | os.PathLike, path: str | os.PathLike) -> None:
+def move_into_place(
+    staged: str | os.PathLike, path: str | os.PathLike, aside_in: str | os.PathLike | None = None
+) -> None:
     """Flushes ``staged`` (a file or a folder on the same filesystem as ``path``, e.g. in its
     folder) to disk and renames it to ``path``, replacing what is there.
 
     A file is replaced in one rename. A folder cannot be renamed over a non-empty one, so an
-    existing folder is first renamed aside (into a temporary folder, deleted afterwards): at
-    every moment ``path`` is either absent or complete, never a mixture of old and new files.
+    existing folder is first renamed aside (into a temporary folder in ``aside_in``, by default
+    ``path``'s folder, deleted afterwards): at every moment ``path`` is either absent or
+    complete, never a mixture of old and new files.
     """
     path = Path(path)
     _fsync(staged)
     if path.is_dir():
-        aside = tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)
+        aside = tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent if aside_in is None else aside_in)
         try:
             old = os.path.join(aside, path.name)
             os.replace(path, old)
@@ -103,3 +109,31 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         move_into_place(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_directory(path: str | os.PathLike, aside_in: str | os.PathLike | None = None) -> None:
+    """Deletes the folder ``path`` so that it leaves its place whole: it is renamed into a
+    temporary folder in ``aside_in`` (by default ``path``'s folder) and deleted from there. A
+    kill while its files are being deleted leaves a partial copy under the temporary name,
+    never under ``path``."""
+    path = Path(path)
+    aside = tempfile.mkdtemp(prefix=f".{path.name}.deleted-", dir=path.parent if aside_in is None else aside_in)
+    os.replace(path, os.path.join(aside, path.name))
+    _fsync_one(path.parent)
+    shutil.rmtree(aside)
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[str]:
+    """Deletes the temporary files and folders that the functions above made for ``path`` and
+    a killed process left in its folder; returns their names."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    names = sorted(name for name in os.listdir(path.parent) if name.startswith(f".{path.name}."))
+    for name in names:
+        leftover = path.parent / name
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    return names

@@ -9,12 +9,14 @@ model's per-row ``contex_len``), so batching does not change any score.
 Model arguments (``--model_args key=value,...``): ``pretrained`` (checkpoint directory or a
 model instance), ``tokenizer`` (default: ``pretrained``), ``peft`` (an adapter directory to
 apply unmerged), ``dtype`` (float32/bfloat16/float16), ``max_length`` (2048),
-``max_gen_toks`` (256), ``use_tree``, ``tree_scale``, ``contex_len_mode``; plus lm-eval's
-``batch_size`` and ``device``.
+``max_gen_toks`` (256), ``use_tree``, ``tree_scale``, ``contex_len_mode``,
+``trust_checkpoint`` (False: pickled weights, ``pytorch_model.bin``/``adapter_model.bin``, are
+read tensors-only; see :mod:`grootl.untrusted`); plus lm-eval's ``batch_size`` and ``device``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -28,9 +30,12 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from .configuration import CONTEX_LEN_MODES, read_tree_settings
+from .errors import GrootLError
+from .hub import load_named
 from .lora import load_lora
 from .merge import DTYPES
 from .modeling import GrootLMambaForCausalLM
+from .untrusted import pickle_policy
 
 __all__ = ["GrootLEvalModel"]
 
@@ -42,7 +47,7 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}")
+        raise GrootLError(f"`{name}` must be a positive int; got {value!r}")
     return value
 
 
@@ -63,23 +68,40 @@ class GrootLEvalModel(TemplateLM):
         use_tree: bool | None = None,
         tree_scale: float | None = None,
         contex_len_mode: str | None = None,
+        trust_checkpoint: bool = False,
     ):
         super().__init__()
         if dtype not in DTYPES:
-            raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}; got {dtype!r}")
+            raise GrootLError(f"`dtype` must be one of {sorted(DTYPES)}; got {dtype!r}")
         if contex_len_mode is not None and contex_len_mode not in CONTEX_LEN_MODES:
-            raise ValueError(f"`contex_len_mode` must be one of {CONTEX_LEN_MODES}; got {contex_len_mode!r}")
+            raise GrootLError(f"`contex_len_mode` must be one of {CONTEX_LEN_MODES}; got {contex_len_mode!r}")
+        if not isinstance(trust_checkpoint, bool):
+            raise GrootLError(f"`trust_checkpoint` must be True or False; got {trust_checkpoint!r}")
         self._batch_size = _positive_int("batch_size", batch_size)
         self._max_length = _positive_int("max_length", max_length)
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
-        self._device = torch.device(device)
+        try:
+            self._device = torch.device(device)
+        except RuntimeError as error:
+            raise GrootLError(f"`device` {device!r} is not a device: {error}") from None
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise GrootLError(f"`device` {device!r}: no CUDA device is available here; use cpu")
+        with pickle_policy(trust_checkpoint, "add trust_checkpoint=True to --model_args"):
+            self._load(pretrained, tokenizer, peft, dtype, use_tree, tree_scale, contex_len_mode)
+        if self.tokenizer.eos_token_id is None:
+            raise GrootLError("the tokenizer has no EOS token, which lm-eval uses as end of text")
+        self.pad_token_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
 
+    def _load(self, pretrained, tokenizer, peft, dtype, use_tree, tree_scale, contex_len_mode) -> None:
         if isinstance(pretrained, GrootLMambaForCausalLM):
             model = pretrained
             if tokenizer is None:
                 raise ValueError("`tokenizer` is required when `pretrained` is a model instance")
         elif isinstance(pretrained, str):
-            model = GrootLMambaForCausalLM.from_pretrained(pretrained, dtype=DTYPES[dtype])
+            load = functools.partial(GrootLMambaForCausalLM.from_pretrained, dtype=DTYPES[dtype])
+            model = load_named(load, pretrained, "`pretrained`")
         else:
             raise TypeError(f"`pretrained` must be a path or a GrootLMambaForCausalLM; got {type(pretrained).__name__}")
         # An adapter is evaluated with the tree settings it was trained with (recorded beside
@@ -91,19 +113,14 @@ class GrootLEvalModel(TemplateLM):
             setattr(model.config, key, value)
         if peft is not None:
             # Unmerged: the adapter layers stay in the model, lm_head keeps the base matrix.
-            model = load_lora(model, peft).get_base_model()
+            model = load_named(lambda name: load_lora(model, name), peft, "`peft`").get_base_model()
         self.model = model.to(self._device).eval()
 
-        self.tokenizer = (
-            AutoTokenizer.from_pretrained(tokenizer if tokenizer is not None else pretrained)
-            if tokenizer is None or isinstance(tokenizer, str)
-            else tokenizer
-        )
-        if self.tokenizer.eos_token_id is None:
-            raise ValueError("the tokenizer has no EOS token, which lm-eval uses as end of text")
-        self.pad_token_id = (
-            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        )
+        if tokenizer is None or isinstance(tokenizer, str):
+            source, flag = (tokenizer, "`tokenizer`") if tokenizer is not None else (pretrained, "`pretrained`")
+            self.tokenizer = load_named(AutoTokenizer.from_pretrained, source, flag)
+        else:
+            self.tokenizer = tokenizer
 
     # -- what lm-eval asks of a model ----------------------------------------------------
 

@@ -23,6 +23,7 @@ from torch import nn
 from transformers.models.mamba.modeling_mamba import MambaMixer
 
 from .modeling import GrootLMixer
+from .untrusted import pickle_policy
 
 __all__ = ["LORA_TARGET_MODULES", "make_lora_config", "out_proj_adapters_allowed", "add_lora", "load_lora"]
 
@@ -76,7 +77,11 @@ def add_lora(model: nn.Module, config: LoraConfig | None = None) -> PeftModel:
         return get_peft_model(model, config if config is not None else make_lora_config())
 
 
-def load_lora(model: nn.Module, adapter_path: str, is_trainable: bool = False) -> PeftModel:
-    """``PeftModel.from_pretrained`` for an adapter saved by :mod:`grootl.train`."""
-    with out_proj_adapters_allowed(model):
+def load_lora(model: nn.Module, adapter_path: str, is_trainable: bool = False, trusted: bool = False) -> PeftModel:
+    """``PeftModel.from_pretrained`` for an adapter saved by :mod:`grootl.train`.
+
+    An ``adapter_model.bin`` (pickle) is read tensors-only unless ``trusted`` (see
+    :mod:`grootl.untrusted`); ``adapter_model.safetensors`` is read as always.
+    """
+    with pickle_policy(trusted, "pass trusted=True to load_lora"), out_proj_adapters_allowed(model):
         return PeftModel.from_pretrained(model, adapter_path, is_trainable=is_trainable)

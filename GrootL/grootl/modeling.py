@@ -45,6 +45,7 @@ import tree_scan_lan
 
 from .configuration import GrootLMambaConfig
 from .prompts import PromptLayout, prompt_lengths_from_labels
+from .untrusted import pickle_policy
 
 __all__ = ["GrootLMixer", "GrootLMambaBlock", "GrootLMambaModel", "GrootLMambaForCausalLM"]
 
@@ -213,6 +214,13 @@ class GrootLMambaPreTrainedModel(MambaPreTrainedModel):
     # An attribute, not an annotation: this module's annotations are strings (PEP 563).
     config_class = GrootLMambaConfig
     _no_split_modules = ["GrootLMambaBlock"]
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Pickled weights (pytorch_model.bin) are read tensors-only, unless transformers' own
+        # switch weights_only=False is given; a refusal names the file and that switch.
+        with pickle_policy(kwargs.get("weights_only") is False, "pass weights_only=False to from_pretrained"):
+            return super().from_pretrained(*args, **kwargs)
 
 
 class GrootLMambaModel(GrootLMambaPreTrainedModel, MambaModel):

@@ -135,15 +135,18 @@ def random_tree(num_vertices: int, generator: torch.Generator) -> torch.Tensor:
     return edges[torch.randperm(len(edges), generator=generator)] if len(edges) else edges
 
 
-def heavy_path_plan(parent: list[int], roots_first: list[int] = ()) -> tuple[list[int], list[tuple[str, int]], list[int]]:
+def heavy_path_plan(parent: list[int], roots_first: list[int] = (), row_of: list[int] | None = None
+                    ) -> tuple[list[int], list[tuple[str, int]], list[int]]:
     """The heavy-path plan of ``tree_scan.heavy_paths``, walked vertex by vertex.
 
-    Returns the depth-first order (heavy child first, then the light children by vertex;
-    the roots in ``roots_first`` first, then the others by vertex), the elements
-    (``("vertex", v)`` or ``("entry", c)``) sorted by light depth, path and position, and
-    the first element of every light depth (plus the end).
+    Returns the depth-first order (heavy child first, then the light children in the
+    order of ``row_of[child]``, the tree row joining a child to its parent (default: the
+    child's number); the roots in ``roots_first`` first, then the others by vertex), the
+    elements (``("vertex", v)`` or ``("entry", c)``) sorted by light depth, path and
+    position, and the first element of every light depth (plus the end).
     """
     num_vertices = len(parent)
+    row_of = list(range(num_vertices)) if row_of is None else row_of
     children = [[] for _ in range(num_vertices)]
     roots = []
     for v, p in enumerate(parent):
@@ -154,8 +157,8 @@ def heavy_path_plan(parent: list[int], roots_first: list[int] = ()) -> tuple[lis
         if parent[v] >= 0:
             size[parent[v]] += size[v]
     heavy = [max(kids, key=lambda c: (size[c], -c)) if kids else -1 for kids in children]
-    ordered = [[heavy[v]] + sorted(c for c in children[v] if c != heavy[v]) if children[v] else [] for v in
-               range(num_vertices)]
+    ordered = [[heavy[v]] + sorted((c for c in children[v] if c != heavy[v]), key=lambda c: row_of[c])
+               if children[v] else [] for v in range(num_vertices)]
     order = _preorder(ordered, roots)
     depth = [0] * num_vertices
     heads = []

@@ -11,9 +11,18 @@ from tree_scan import heavy_paths
 from tree_scan.heavy_paths import ENTRY, HEAD, KIND, LINK, PADDING, PATH_VERTEX, SLOT, VERTEX
 
 
-def expected_layout(parent: list[int], roots_first=()) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+def rows_of_children(tree: torch.Tensor, parent: list[int]) -> list[int]:
+    """The tree row joining every vertex to its parent (0 at roots)."""
+    row_of = [0] * len(parent)
+    for r, (u, v) in enumerate(tree.tolist()):
+        if u >= 0:
+            row_of[u if parent[u] == v else v] = r
+    return row_of
+
+
+def expected_layout(parent: list[int], roots_first=(), row_of=None) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """(order, elements (4, 2V), rounds (R + 1,)) as heavy_paths lays them out."""
-    order, elements, starts = bf.heavy_path_plan(parent, list(roots_first))
+    order, elements, starts = bf.heavy_path_plan(parent, list(roots_first), row_of)
     size = len(parent)
     slot_of = {}
     for kind, v in elements:
@@ -56,7 +65,8 @@ def test_plan_equals_the_plan_walked_vertex_by_vertex(kind, num_vertices, genera
     want_order, want_parent = bf.bfs_batch(tree, num_vertices, root)
     assert torch.equal(parent, want_parent)  # rooted as tree_scan.bfs roots it
     for b in range(3):
-        order_b, elements, rounds = expected_layout(want_parent[b].tolist(), [root])
+        parents = want_parent[b].tolist()
+        order_b, elements, rounds = expected_layout(parents, [root], rows_of_children(tree[b], parents))
         assert order[b].tolist() == order_b
         assert torch.equal(layout.elements[b].long(), elements)
         assert torch.equal(layout.rounds[b].long(), rounds)
@@ -69,7 +79,8 @@ def test_forests_root_their_other_trees_at_the_smallest_vertex(generator):
     for root in range(7):
         order, parent, layout = heavy_paths.root_forest(tree, 7, root)
         assert torch.equal(parent, bf.bfs_batch(tree, 7, root)[1])
-        order_b, elements, rounds = expected_layout(parent[0].tolist(), [root])
+        parents = parent[0].tolist()
+        order_b, elements, rounds = expected_layout(parents, [root], rows_of_children(tree[0], parents))
         assert order[0].tolist() == order_b and torch.equal(layout.elements[0].long(), elements)
     lonely = torch.full((2, 4, 2), -1)  # no edges at all: five trees of one vertex
     order, parent, layout = heavy_paths.root_forest(lonely, 5, 3)
@@ -77,11 +88,14 @@ def test_forests_root_their_other_trees_at_the_smallest_vertex(generator):
 
 
 @pytest.mark.parametrize("num_vertices", [1, 9, 150])
-def test_plan_from_parents_equals_plan_from_edges(num_vertices, generator):
-    tree = torch.stack([trees_of("deep", num_vertices, generator) for _ in range(2)])
-    _, parent, layout = heavy_paths.root_forest(tree, num_vertices, 0)
-    again = heavy_paths.layout_from_parent(parent)
-    assert torch.equal(again.elements, layout.elements) and torch.equal(again.rounds, layout.rounds)
+def test_plan_from_parents(num_vertices, generator):
+    """From a parent array (the roots given, siblings in the order of their numbers)."""
+    tree = torch.stack([trees_of("random", num_vertices, generator) for _ in range(2)])
+    parent = bf.bfs_batch(tree, num_vertices, 0)[1]
+    layout = heavy_paths.layout_from_parent(parent)
+    for b in range(2):
+        _, elements, rounds = expected_layout(parent[b].tolist())
+        assert torch.equal(layout.elements[b].long(), elements) and torch.equal(layout.rounds[b].long(), rounds)
 
 
 def test_light_depth_stays_below_log2_of_the_size(generator):

@@ -18,7 +18,7 @@ from test_tree_scan_heavy_paths import trees_of
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import tree_scan
-from tree_scan import heavy_paths, reference, triton_scan
+from tree_scan import heavy_paths, reference, triton_plan, triton_scan
 
 pytestmark = pytest.mark.skipif(not triton_scan.AVAILABLE, reason="Triton is not installed")
 
@@ -57,6 +57,35 @@ def check_against_reference(kind, x, weight, order, generator, tolerance):
                                                               layout.elements, layout.rounds, all_roots)
     for g, w in zip(got_grads, backward_reference(grad_out.to(x.dtype).double(), *wide)):
         assert relative_error(g, w) < tolerance
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", ["random", "deep", "star", "grid"])
+def test_the_plan_in_triton_equals_the_plan_in_tensor_operations(shape, generator):
+    """triton_plan is what a GPU runs to plan a tree; heavy_paths' tensor operations are its
+    twin (itself checked against a plan walked vertex by vertex)."""
+    for size in (1, 2, 35, 200):
+        tree = torch.stack([trees_of(shape, size, generator) for _ in range(3)]).to(DEVICE)
+        preferred = torch.zeros(3, size, dtype=torch.bool, device=DEVICE)
+        preferred[:, int(torch.randint(0, size, (1,), generator=generator))] = True
+        got = triton_plan.plan(tree.int(), size, preferred)  # int32 rows, as a user may pass
+        want = heavy_paths._plan_with_tensor_ops(tree, size, preferred)
+        for g, w in zip((got[0], got[1], *got[2]), (want[0], want[1], *want[2])):
+            assert torch.equal(g.cpu().long(), w.cpu().long())
+    forest = torch.tensor([[[0, 2], [4, 2], [1, 3], [-1, -1], [6, 5], [-1, -1]]], device=DEVICE).expand(2, -1, -1)
+    preferred = torch.tensor([[0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]], dtype=torch.bool, device=DEVICE)
+    got, want = triton_plan.plan(forest, 7, preferred), heavy_paths._plan_with_tensor_ops(forest, 7, preferred)
+    for g, w in zip((got[0], got[1], *got[2]), (want[0], want[1], *want[2])):
+        assert torch.equal(g.cpu().long(), w.cpu().long())
+
+
+@needs_kernels
+@pytest.mark.parametrize("tree, message", [([[0, 1], [1, 2], [2, 0]], "cycle"), ([[0, 1], [1, 4], [-1, -1]], "range")])
+def test_the_plan_in_triton_refuses_what_is_not_a_forest(tree, message):
+    if DEVICE == "cuda":
+        pytest.skip("on a GPU this is a device-side assertion, which ends the process")
+    with pytest.raises(RuntimeError, match=message):
+        triton_plan.plan(torch.tensor([tree]), 4, torch.zeros(1, 4, dtype=torch.bool))
 
 
 @needs_kernels

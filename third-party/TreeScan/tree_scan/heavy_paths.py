@@ -24,9 +24,12 @@ the elements of one path, head first.
 
 Everything here is computed with plain tensor operations in a fixed number of rounds (no
 data-dependent loop, no host synchronisation), so it runs on any device and under
-``torch.compile``, and the CPU tests exercise exactly the code the GPU runs. The tree is
-rooted by an Euler tour ranked by pointer jumping, which gives parents, subtree sizes and
-the heavy-first depth-first order in O(log V) rounds, whatever the depth of the tree.
+``torch.compile``. The tree is rooted by an Euler tour ranked by pointer jumping, which
+gives parents, subtree sizes and the heavy-first depth-first order in O(log V) rounds,
+whatever the depth of the tree. On a GPU the same steps run as the Triton kernels of
+``triton_plan.py`` (a few dozen launches instead of some four hundred small ones); the
+tests check that both give the same plan, bit for bit, and this one against a plan walked
+vertex by vertex.
 """
 
 from __future__ import annotations
@@ -83,13 +86,22 @@ def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index.clamp(min=0))
 
 
+def _exclusive_cumsum(values: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.cumsum(values, dim=dim) - values
+
+
 class _EulerTour:
     """The forest given by undirected edges, rooted, with its Euler tour ranked.
 
-    Vertex keys decide the roots: every connected component is rooted at its vertex of
-    smallest key. ``preferred`` vertices have keys below all others, so a component holding
-    one is rooted there; any other component at its smallest vertex (as ``tree_scan.bfs``
-    roots a forest).
+    Every vertex lists its arcs in the order of the tree rows; the tour leaves a vertex
+    by the arc after the one it came in by. Vertex keys decide the roots: a connected
+    component is rooted at its vertex of smallest key, and ``preferred`` vertices have keys
+    below all others, so a component holding one is rooted there, any other at its
+    smallest vertex (as ``tree_scan.bfs`` roots a forest).
+
+    One pointer-jumping pass over the tour's cycles finds, for every arc, the smallest key
+    among the first arcs of the vertices around its cycle (its component's root) and how
+    many steps ahead that arc is: the tour then starts at the root's first arc.
     """
 
     def __init__(self, rows: torch.Tensor, num_vertices: int, preferred: torch.Tensor):
@@ -110,52 +122,48 @@ class _EulerTour:
 
         # Adjacency lists: arcs sorted by (source, arc); padding arcs last, under source V.
         source_key = torch.where(self.real, self.source, size)
-        by_source = torch.sort(source_key * arcs + arc_id, dim=1).indices
-        position = torch.empty_like(by_source).scatter_(1, by_source, arc_id.contiguous())
-        degree = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
-        degree.scatter_add_(1, source_key, torch.ones_like(source_key))
-        first = torch.cumsum(degree, dim=1) - degree
+        self.by_source = torch.sort(source_key * arcs + arc_id, dim=1).indices
+        self.position = torch.empty_like(self.by_source).scatter_(1, self.by_source, arc_id.contiguous())
+        self.degree = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
+        self.degree.scatter_add_(1, source_key, torch.ones_like(source_key))
+        self.first = _exclusive_cumsum(self.degree, dim=1)
 
         # The tour: having come to v along u -> v, leave along the arc after v -> u in v's
         # list, cyclically. Around a tree this visits every arc once, as one cycle.
-        reverse_position = _gather(position, self.reverse)
-        following = reverse_position + 1
-        list_end = _gather(first, self.target) + _gather(degree, self.target)
-        following = torch.where(following >= list_end, _gather(first, self.target), following)
-        successor = torch.where(self.real, _gather(by_source, following), -1)
+        following = _gather(self.position, self.reverse) + 1
+        list_end = _gather(self.first, self.target) + _gather(self.degree, self.target)
+        following = torch.where(following >= list_end, _gather(self.first, self.target), following)
+        successor = torch.where(self.real, _gather(self.by_source, following), -1)
 
-        # Components: the smallest source key around each cycle, by doubling the jump.
+        # Doubling: after r rounds an arc knows the smallest key among the first arcs in the
+        # 2^r arcs from it on, and how far ahead the first of them is.
         vertex = torch.arange(size, device=device).expand(batch, -1)
-        key = torch.where(preferred, vertex, vertex + size)
-        self.vertex_key = key
-        label = torch.where(self.real, _gather(key, self.source), 2 * size)
+        self.vertex_key = torch.where(preferred, vertex, vertex + size)
+        leads = self.real & (self.position == _gather(self.first, self.source))
+        key = torch.where(leads, _gather(self.vertex_key, self.source), 2 * size)
+        ahead = torch.zeros_like(key)
         jump = successor
-        for _ in range(_doubling_rounds(arcs)):
+        for span in (1 << r for r in range(_doubling_rounds(arcs))):
             live = jump >= 0
-            label = torch.where(live, torch.minimum(label, _gather(label, jump)), label)
+            later_key, later_ahead = _gather(key, jump), _gather(ahead, jump)
+            take = live & (later_key < key)  # on ties the nearer one stays
+            key, ahead = torch.where(take, later_key, key), torch.where(take, later_ahead + span, ahead)
             jump = torch.where(live, _gather(jump, jump), jump)
-        self.has_arcs = degree[:, :size] > 0
-        first_arc = _gather(by_source, first[:, :size])  # of every vertex that has arcs
-        root_key = torch.where(self.has_arcs, _gather(label, first_arc), key)
-        self.root = root_key % size  # the root of every vertex's component
-        self.is_root = self.root == vertex
 
-        # Cut every cycle just before the root's first arc, and rank the arcs from the cut.
-        starts = self.real & (position == _gather(first, self.source)) & _gather(self.is_root, self.source)
-        next_arc = torch.where((successor >= 0) & _gather(starts, successor), -1, successor)
-        to_end = (next_arc >= 0).long()
-        jump = next_arc
-        for _ in range(_doubling_rounds(arcs)):
-            live = jump >= 0
-            to_end = torch.where(live, to_end + _gather(to_end, jump), to_end)
-            jump = torch.where(live, _gather(jump, jump), jump)
-        # Arcs in each component's tour, indexed by its root (0 where the root has no arcs).
-        self.tour_length = torch.where(self.is_root & self.has_arcs, _gather(to_end, first_arc) + 1, 0)
+        self.has_arcs = self.degree[:, :size] > 0
+        first_arc = _gather(self.by_source, self.first[:, :size])  # of every vertex that has arcs
+        self.root = torch.where(self.has_arcs, _gather(key, first_arc), self.vertex_key) % size
+        self.is_root = self.root == vertex
+        # Arcs in each component's tour, indexed by its root (0 where the root has no arcs):
+        # the arc after the root's first one is the farthest from coming back to it.
+        after_first = _gather(successor, first_arc)
+        self.tour_length = torch.where(self.is_root & self.has_arcs, _gather(ahead, after_first) + 1, 0)
         self.component = _gather(self.root, self.source)
-        self.position = _gather(self.tour_length, self.component) - 1 - to_end
+        length = _gather(self.tour_length, self.component)
+        self.tour_position = torch.where(ahead == 0, 0, length - ahead)
 
         # Rooted: the arc u -> v is walked down before it is walked up; u is v's parent.
-        self.down = self.real & (self.position < _gather(self.position, self.reverse))
+        self.down = self.real & (self.tour_position < _gather(self.tour_position, self.reverse))
         into = torch.where(self.down, self.target, size)
         self.parent = torch.full((batch, size + 1), -1, dtype=torch.long, device=device)
         self.parent.scatter_(1, into, self.source)
@@ -163,25 +171,35 @@ class _EulerTour:
         self.arc_into = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
         self.arc_into.scatter_(1, into, arc_id.contiguous())
         self.arc_into = self.arc_into[:, :size]
-        up = _gather(self.position, self.arc_into ^ 1) - _gather(self.position, self.arc_into)
+        up = _gather(self.tour_position, self.arc_into ^ 1) - _gather(self.tour_position, self.arc_into)
         self.subtree_size = torch.where(self.is_root, self.tour_length // 2 + 1, (up + 1) // 2)
         # Tours laid end to end (in the order of their roots' numbers) for prefix sums.
-        start = torch.cumsum(self.tour_length, dim=1) - self.tour_length
-        self.tour_index = _gather(start, self.component) + self.position
+        self.tour_index = _gather(_exclusive_cumsum(self.tour_length, dim=1), self.component) + self.tour_position
         self.edges_given = real[:, :-1].sum(dim=1)
 
-    def sum_over_ancestors(self, value: torch.Tensor) -> torch.Tensor:
-        """``sum of value[u]`` over the non-root vertices ``u`` on the path from the root to
-        ``v``, ``v`` included (0 at roots): a prefix sum over the tour, where walking down
-        into ``u`` adds ``value[u]`` and walking back up subtracts it."""
+    def sum_over_ancestors(self, values: torch.Tensor) -> torch.Tensor:
+        """``sum of values[u]`` over the non-root vertices ``u`` on the path from the root to
+        ``v``, ``v`` included (0 at roots), for ``values (B, V, K)``: a prefix sum over the
+        tour, where walking down into ``u`` adds ``values[u]`` and walking back up subtracts it."""
         batch, arcs = self.source.shape
         child = torch.where(self.down, self.target, self.source)
-        step = torch.where(self.down, 1, -1) * _gather(value, child)
-        slot = torch.where(self.real, self.tour_index, arcs)
-        tour = torch.zeros(batch, arcs + 1, dtype=value.dtype, device=value.device)
-        tour.scatter_(1, slot, torch.where(self.real, step, 0))
+        sign = torch.where(self.real, torch.where(self.down, 1, -1), 0).unsqueeze(-1)
+        step = sign * values.gather(1, child.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+        tour = torch.zeros(batch, arcs + 1, values.shape[-1], dtype=values.dtype, device=values.device)
+        slot = torch.where(self.real, self.tour_index, arcs).unsqueeze(-1).expand_as(step)
+        tour.scatter_(1, slot, step)
         running = torch.cumsum(tour, dim=1)
-        return torch.where(self.is_root, 0, _gather(running, _gather(self.tour_index, self.arc_into)))
+        at = _gather(self.tour_index, self.arc_into).unsqueeze(-1).expand(-1, -1, values.shape[-1])
+        return torch.where(self.is_root.unsqueeze(-1), 0, running.gather(1, at))
+
+    def along_lists(self, per_arc: torch.Tensor) -> torch.Tensor:
+        """For every vertex ``v``: the sum of ``per_arc (B, A, K)`` over the arcs before
+        ``v``'s down arc in its parent's list (the arcs to its earlier siblings)."""
+        in_list_order = per_arc.gather(1, self.by_source.unsqueeze(-1).expand_as(per_arc))
+        before = _exclusive_cumsum(in_list_order, dim=1)
+        at_arc = _gather(self.position, self.arc_into).unsqueeze(-1).expand(-1, -1, per_arc.shape[-1])
+        at_list = _gather(self.first, self.parent).unsqueeze(-1).expand(-1, -1, per_arc.shape[-1])
+        return before.gather(1, at_arc) - before.gather(1, at_list)
 
 
 def _check_forest(tour: _EulerTour, num_vertices: int) -> None:
@@ -194,77 +212,82 @@ def _check_forest(tour: _EulerTour, num_vertices: int) -> None:
     )
 
 
-def _heavy_path_layout(tour: _EulerTour, num_vertices: int, root_key: torch.Tensor) -> tuple[torch.Tensor, ScanLayout]:
-    """The depth-first order (heavy child first) and the element layout of a rooted forest;
-    its roots come in the order of ``root_key``."""
+def _heavy_path_layout(tour: _EulerTour, num_vertices: int, preferred: torch.Tensor) -> tuple[torch.Tensor, ScanLayout]:
+    """The depth-first order (heavy child first, then the light children in the order of
+    their tree rows; preferred roots first) and the element layout of a rooted forest."""
     size = num_vertices
     device = tour.parent.device
     batch = tour.parent.shape[0]
     vertex = torch.arange(size, device=device).expand(batch, -1)
     is_root, parent, subtree = tour.is_root, tour.parent, tour.subtree_size
+    group = torch.where(is_root, size, parent)  # roots are the children of one virtual vertex
 
     # The heavy child of every vertex: the largest subtree, the smallest vertex among equals.
     heaviness = subtree * (size + 1) + (size - vertex)
-    group = torch.where(is_root, size, parent)  # roots are the children of one virtual vertex
     heaviest = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
     heaviest.scatter_reduce_(1, group, heaviness, reduce="amax")
     light = ~is_root & (heaviness != _gather(heaviest, group))
     head = is_root | light
+    light_children = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
+    light_children.scatter_add_(1, group, light.long())
 
-    # Depth-first order, heavy child first, so that every heavy path is a run of it:
-    # a child comes 1 + (the sizes of the siblings before it) after its parent. Roots come
-    # in the order of their keys (the preferred root first), the others by vertex.
-    rank_in_group = torch.where(is_root, root_key, light.long() * size + vertex)
-    siblings = torch.sort(group * 2 * size + rank_in_group, dim=1).indices
-    sizes = _gather(subtree, siblings)
-    before = torch.cumsum(sizes, dim=1) - sizes
-    sorted_group = _gather(group, siblings)
-    starts_group = torch.ones_like(sorted_group, dtype=torch.bool)
-    starts_group[:, 1:] = sorted_group[:, 1:] != sorted_group[:, :-1]
-    place = torch.arange(size, device=device).expand(batch, -1)
-    group_start = torch.cummax(torch.where(starts_group, place, 0), dim=1).values
-    offset_sorted = before - _gather(before, group_start) + (sorted_group != size).long()
-    offset = torch.empty_like(offset_sorted).scatter_(1, siblings, offset_sorted)
-    preorder = _gather(offset, tour.root) + tour.sum_over_ancestors(offset)
-    light_depth = tour.sum_over_ancestors(light.long())
+    # Depth-first order: a child comes 1 + (the sizes of the siblings before it) after its
+    # parent, the heavy child first, so that every heavy path is a run of the order.
+    light_arc = tour.down & _gather(light, tour.target)
+    per_arc = torch.stack([light_arc * _gather(subtree, tour.target), light_arc.long()], dim=-1)
+    siblings_before = tour.along_lists(per_arc)  # sizes and count of the earlier light siblings
+    heavy_size = _gather(heaviest, parent) // (size + 1)
+    roots_first = torch.stack([is_root & preferred, is_root & ~preferred], dim=-1) * subtree.unsqueeze(-1)
+    roots_before = _exclusive_cumsum(roots_first, dim=1)
+    root_offset = torch.where(preferred, roots_before[..., 0], roots_first[..., 0].sum(1, keepdim=True)
+                              + roots_before[..., 1])
+    offset = torch.where(is_root, root_offset, 1 + torch.where(light, heavy_size + siblings_before[..., 0], 0))
+    ancestors = tour.sum_over_ancestors(torch.stack([offset, light.long()], dim=-1))
+    preorder = _gather(offset, tour.root) + ancestors[..., 0]
+    light_depth = ancestors[..., 1]
     order = torch.empty_like(preorder).scatter_(1, preorder, vertex.contiguous())
 
-    # Elements: vertex v sorts at (depth, preorder(v), 0); the entry of a light child c at
-    # (depth(p), preorder(p), preorder(c)) with p its parent, i.e. after p, before p's heavy child.
-    owner = parent.clamp(min=0)
-    vertex_key = (light_depth * size + preorder) * size
-    entry_key = (_gather(light_depth, owner) * size + _gather(preorder, owner)) * size + preorder
-    never = torch.iinfo(torch.long).max
-    keys = torch.cat([vertex_key, torch.where(light, entry_key, never)], dim=1)
-    keys, candidate = torch.sort(keys, dim=1)
-    exists = keys != never
-    is_vertex = exists & (candidate < size)
-    element_vertex = torch.where(exists, candidate % size, 0)
-    slot = torch.where(is_vertex, torch.cumsum(is_vertex.long(), dim=1) - 1, -1)
-    slot_of_vertex = torch.zeros(batch, size + 1, dtype=torch.long, device=device)
-    slot_of_vertex.scatter_(1, torch.where(is_vertex, element_vertex, size), slot)
-    parent_slot = torch.where(_gather(parent, element_vertex) >= 0,
-                              _gather(slot_of_vertex, _gather(parent, element_vertex)), -1)
-    link = torch.where(is_vertex, parent_slot, torch.where(exists, _gather(slot_of_vertex, element_vertex), -1))
-    kind = torch.where(is_vertex, _gather(head, element_vertex).long(), torch.where(exists, ENTRY, PADDING))
-    elements = torch.stack([element_vertex, slot, link, kind], dim=1).to(torch.int32)
-
+    # Elements, by light depth, then depth-first: a vertex, then the entries of its light
+    # children. Sorting the vertices so, a vertex's element comes after those its
+    # predecessors own (1 + their light children), its scratch slot is its rank.
+    by_round = torch.sort(light_depth * size + preorder, dim=1).indices
+    owned = 1 + light_children[:, :size]
+    element = torch.empty_like(by_round).scatter_(1, by_round, _exclusive_cumsum(_gather(owned, by_round), dim=1))
+    slot = torch.empty_like(by_round).scatter_(1, by_round, vertex.contiguous())
+    entry = torch.where(light, _gather(element, parent) + 1 + siblings_before[..., 1], 2 * size)
     rounds_room = num_rounds(size)
-    depth_of_element = torch.where(exists, keys // (size * size), rounds_room)
-    counts = torch.zeros(batch, rounds_room + 1, dtype=torch.long, device=device)
-    counts.scatter_add_(1, depth_of_element, torch.ones_like(depth_of_element))
+    round_size = torch.zeros(batch, rounds_room, dtype=torch.long, device=device)
+    round_size.scatter_add_(1, light_depth, owned)
+
+    parent_slot = torch.where(parent < 0, -1, _gather(slot, parent))
+    elements = torch.zeros(batch, 4, 2 * size + 1, dtype=torch.long, device=device)
+    elements[:, SLOT:LINK + 1] = -1
+    elements[:, KIND] = PADDING
+    vertex_rows = torch.stack([vertex, slot, parent_slot, torch.where(head, HEAD, PATH_VERTEX)], dim=1)
+    entry_rows = torch.stack([vertex, torch.full_like(slot, -1), slot, torch.full_like(slot, ENTRY)], dim=1)
+    elements.scatter_(2, element.unsqueeze(1).expand(-1, 4, -1), vertex_rows)
+    elements.scatter_(2, entry.unsqueeze(1).expand(-1, 4, -1), entry_rows)
     rounds = torch.zeros(batch, rounds_room + 1, dtype=torch.int32, device=device)
-    rounds[:, 1:] = torch.cumsum(counts[:, :rounds_room], dim=1)
-    return order, ScanLayout(elements, rounds)
+    rounds[:, 1:] = torch.cumsum(round_size, dim=1)
+    return order, ScanLayout(elements[:, :, :2 * size].to(torch.int32), rounds)
 
 
 def _plan(rows: torch.Tensor, num_vertices: int, preferred: torch.Tensor):
+    if rows.is_cuda:
+        from . import triton_plan  # the same plan in a few kernels (imported late: it imports this module)
+
+        if triton_plan.AVAILABLE:
+            return triton_plan.plan(rows, num_vertices, preferred)
+    return _plan_with_tensor_ops(rows, num_vertices, preferred)
+
+
+def _plan_with_tensor_ops(rows: torch.Tensor, num_vertices: int, preferred: torch.Tensor):
     in_range = (rows >= 0) & (rows < num_vertices)
     torch._assert_async((in_range.all(dim=-1) | (rows == -1).all(dim=-1)).all(),
                         "tree_scan: the tree names a vertex out of range")
     tour = _EulerTour(rows, num_vertices, preferred)
     _check_forest(tour, num_vertices)
-    order, layout = _heavy_path_layout(tour, num_vertices, tour.vertex_key)
+    order, layout = _heavy_path_layout(tour, num_vertices, preferred)
     return order, tour.parent, layout
 
 

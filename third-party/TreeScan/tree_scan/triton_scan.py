@@ -31,6 +31,7 @@ chunk, over at most floor(log2 V) + 1 rounds (docs/performance.md counts them).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -293,20 +294,27 @@ class tiles:
         _tile_override = self.before
 
 
+def tile_sizes(batch: int, channels: int, multiprocessors: int) -> tuple[int, int]:
+    """(BLOCK_C, BLOCK_N) on a GPU: tiles of 2048 elements, and fewer channels per program
+    while the batch is too small to give every multiprocessor two programs (detection sizes)."""
+    block_c = min(16, triton.next_power_of_2(channels))
+    while block_c > 1 and batch * triton.cdiv(channels, block_c) < 2 * multiprocessors:
+        block_c //= 2
+    return block_c, max(2048 // block_c, 64)
+
+
 def _tile_sizes(batch: int, channels: int, device: torch.device) -> tuple[int, int]:
-    """(BLOCK_C, BLOCK_N): tiles of 2048 elements, and fewer channels per program when the
-    batch is too small to give every multiprocessor a few programs (detection sizes)."""
     if _tile_override is not None:
         return _tile_override
     if device.type == "cpu":
         # The interpreter runs a prefix scan element by element, padding included: small tiles.
         return min(4, triton.next_power_of_2(channels)), 128
-    block_c = min(16, triton.next_power_of_2(channels))
-    if device.type == "cuda":
-        wanted = 2 * torch.cuda.get_device_properties(device).multi_processor_count
-        while block_c > 1 and batch * triton.cdiv(channels, block_c) < wanted:
-            block_c //= 2
-    return block_c, max(2048 // block_c, 64)
+    return tile_sizes(batch, channels, _multiprocessors(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _accumulator(dtype: torch.dtype):

@@ -22,6 +22,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 from yacs.config import CfgNode
 
+from .augment import with_zero_bit_posterize
 from .config import mixing_enabled
 from .errors import ConfigError, DataError
 
@@ -64,6 +65,7 @@ def build_transform(config: CfgNode, is_train: bool):
                 f"AUG.AUTO_AUGMENT {config.AUG.AUTO_AUGMENT!r} is not a timm augmentation policy "
                 f"(e.g. 'rand-m9-mstd0.5-inc1', 'original', or 'none'): {error}"
             ) from None
+        with_zero_bit_posterize(transform)
         if size <= 32:
             # CIFAR-sized images (the release's rule): random-resized crops of 32 pixels
             # destroy the content, so pad-and-crop instead, after bringing the image to size.

@@ -14,11 +14,13 @@ pytest.importorskip("mmengine")
 pytest.importorskip("grootv.mm")
 
 from grootv_mm_helpers import SEGMENTATION_CONFIGS, make_ade, shrink_segmentor  # noqa: E402
-from hostile_checkpoints import write_hostile_checkpoint  # noqa: E402
+from checkpoint_files import write_hostile_checkpoint, write_release_checkpoint  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint  # noqa: E402
 
 from grootv.checkpoint import UnreadableCheckpointError  # noqa: E402
+from grootv.classification.config import get_config  # noqa: E402
+from grootv.mm import GrootVBackbone, load_pretrained  # noqa: E402
 from grootv.mm import safe_loading  # noqa: E402
 from grootv.mm import test as test_entry  # noqa: E402
 from grootv.mm import train as train_entry  # noqa: E402
@@ -130,3 +132,17 @@ def test_a_statistic_is_the_only_getattr_a_checkpoint_may_pickle():
                         (HistoryBuffer, "no_such_method")):
         with pytest.raises(Exception, match="not a HistoryBuffer statistic"):
             safe_loading._history_buffer_statistic(owner, name)
+
+
+def test_release_checkpoints_initialise_the_backbone_without_trust(tmp_path):
+    from grootv.models import GrootV
+
+    torch.manual_seed(0)
+    classifier = GrootV(channels=8, depths=[1, 1, 1, 1])
+    path = tmp_path / "grootv_t_1k_224.pth"
+    write_release_checkpoint(path, classifier, get_config(None))
+    backbone = GrootVBackbone(channels=8, depths=[1, 1, 1, 1])
+    result = load_pretrained(backbone, path)
+    assert result.source == "model" and not result.missing
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, classifier.state_dict()[key]), key

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from grootv_classification_helpers import ROOT, TINY_GROOTV, run_args, tiny_dataset
-from hostile_checkpoints import write_hostile_checkpoint
+from checkpoint_files import write_hostile_checkpoint, write_release_checkpoint
 from PIL import Image
 from yacs.config import CfgNode
 
@@ -49,17 +49,7 @@ def hostile(tmp_path, marker):
 
 
 def release_checkpoint(path, model: torch.nn.Module) -> dict:
-    """The layout of the release's training checkpoints: weights, training state and the
-    frozen yacs config object of the run (not yaml text)."""
-    config = get_config(None, TINY_GROOTV)  # frozen, nested CfgNodes as the release's
-    optimizer = torch.optim.AdamW(model.parameters())
-    checkpoint = {
-        "model": model.state_dict(), "model_ema": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "lr_scheduler": {"t_initial": 300, "base_values": [1e-3]}, "max_accuracy": 83.4, "epoch": 299,
-        "config": config, "amp": {"scale": 65536.0}, "max_accuracy_ema": 83.5, "ema_decay": 0.9999,
-    }
-    torch.save(checkpoint, path)
-    return checkpoint
+    return write_release_checkpoint(path, model, get_config(None, TINY_GROOTV))  # frozen, nested CfgNodes
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -26,7 +26,6 @@ import pickle
 from collections.abc import Callable, Iterator
 
 import numpy as np
-import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 

@@ -14,7 +14,12 @@ A second PNG draws the tree itself over the image.
 
 writes ``<out>_affinity.png`` and ``<out>_tree.png``. Without --checkpoint the model has
 random weights (seeded): the tree still follows the image, the decays are their
-initial values.
+initial values. With --checkpoint the model is the one the checkpoint describes: the
+config that this project's training and the release record (widths, depths, variants,
+image size and normalisation), or for a bare state_dict the shapes of its weights; the
+number of classes is that of its head. --model (and --num-classes) override it. The file is
+read as weights only (tensors, plain values, the release's yacs config); --trusted lets
+it unpickle anything else.
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ from PIL import Image
 
 import grootv
 import tree_scan
+from grootv.checkpoint import extract_state_dict, read_checkpoint
+from grootv.classification.errors import PipelineError
+from grootv.classification.model import model_for_checkpoint
 from grootv.models.tree_ssm import raster_chain
+
+# Without a checkpoint (or one that records no config): timm's grootv_tiny and its view.
+DEFAULT_MODEL = "grootv_tiny"
 
 
 def load_image(path: str, size: int, crop_pct: float, mean, std) -> tuple[torch.Tensor, np.ndarray]:
@@ -156,35 +167,69 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image", required=True, help="an image file (any size; centre-cropped)")
     parser.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"),
                         help="in the img-size crop; default: its centre")
-    parser.add_argument("--model", default="grootv_tiny", help="timm name (default grootv_tiny)")
+    parser.add_argument("--model", help=f"timm name (default: what --checkpoint describes, else {DEFAULT_MODEL})")
     parser.add_argument("--checkpoint", help="weights (the release's files or ours); default: random, seeded")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the checkpoint's head")
+    parser.add_argument("--num-classes", type=int,
+                        help="classes of --model's head (default: the checkpoint's, else 1000)")
     parser.add_argument("--ema", action="store_true", help="take the checkpoint's model_ema entry")
-    parser.add_argument("--trusted", action="store_true", help="allow pickled objects in the checkpoint file")
+    parser.add_argument("--trusted", action="store_true",
+                        help="let the checkpoint file unpickle any object (only for files you trust)")
     parser.add_argument("--level", type=int, default=0, help="stage of the block (0 = stride 4)")
     parser.add_argument("--block", type=int, default=0, help="block within the stage")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--img-size", type=int,
+                        help="crop size (default: the size the checkpoint was trained at, else 224)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="affinity", help="output prefix (default ./affinity)")
     return parser.parse_args(argv)
 
 
+def build_model(args: argparse.Namespace, checkpoint) -> tuple[torch.nn.Module, str, dict]:
+    """The model to draw, its name, and how it sees an image (size, crop_pct, mean, std)."""
+    use_ema = True if args.ema else None
+    if checkpoint is not None and args.model is None:
+        try:
+            model, config = model_for_checkpoint(checkpoint, args.checkpoint, use_ema)
+        except PipelineError as error:
+            raise ValueError(str(error)) from None
+        name = config.MODEL.TYPE if config.MODEL.TYPE != "grootv" else (
+            f"GrootV ({config.MODEL.GROOTV.CHANNELS} channels, depths {list(config.MODEL.GROOTV.DEPTHS)})")
+        # The pipeline's evaluation view: short side resized to the size, centre crop.
+        view = {"size": config.DATA.IMG_SIZE, "crop_pct": 1.0, "mean": config.AUG.MEAN, "std": config.AUG.STD}
+    else:
+        name = args.model or DEFAULT_MODEL
+        num_classes = args.num_classes
+        if num_classes is None:
+            head = extract_state_dict(checkpoint, use_ema).get("head.weight") if checkpoint is not None else None
+            num_classes = 1000 if head is None else head.shape[0]
+        model = timm.create_model(name, num_classes=num_classes)
+        cfg = model.pretrained_cfg
+        view = {"size": cfg["input_size"][-1], "crop_pct": cfg["crop_pct"], "mean": cfg["mean"], "std": cfg["std"]}
+    if not hasattr(model, "levels"):
+        raise ValueError(f"{name} is not a GrootV model: there are no tree scans to draw")
+    if checkpoint is not None:
+        grootv.load_checkpoint(model, checkpoint, use_ema=use_ema)
+    if args.img_size is not None:
+        view["size"] = args.img_size
+    return model.eval(), name, view
+
+
 def main(argv=None) -> list[str]:
     args = parse_args(argv)
-    if args.img_size < 32:
+    if args.img_size is not None and args.img_size < 32:
         raise ValueError(f"--img-size must be at least 32, got {args.img_size}")
     torch.manual_seed(args.seed)
-    model = timm.create_model(args.model, num_classes=args.num_classes).eval()
+    checkpoint = None
     if args.checkpoint:
-        grootv.load_checkpoint(model, args.checkpoint, use_ema=True if args.ema else None, trusted=args.trusted)
-    cfg = model.pretrained_cfg
-    image, crop = load_image(args.image, args.img_size, cfg["crop_pct"], cfg["mean"], cfg["std"])
-    row, col = args.pixel if args.pixel else (args.img_size // 2, args.img_size // 2)
-    if not (0 <= row < args.img_size and 0 <= col < args.img_size):
-        raise ValueError(f"--pixel must lie in the {args.img_size}x{args.img_size} crop, got {row} {col}")
+        checkpoint = read_checkpoint(args.checkpoint, trusted=args.trusted, trust_hint="add --trusted")
+    model, model_name, view = build_model(args, checkpoint)
+    size = view["size"]
+    image, crop = load_image(args.image, size, view["crop_pct"], view["mean"], view["std"])
+    row, col = args.pixel if args.pixel else (size // 2, size // 2)
+    if not (0 <= row < size and 0 <= col < size):
+        raise ValueError(f"--pixel must lie in the {size}x{size} crop, got {row} {col}")
 
     decay, tree, grid = capture_block(model, image, args.level, args.block)
-    stride = args.img_size / grid[0]
+    stride = size / grid[0]
     pixel = min(int(row / stride), grid[0] - 1) * grid[1] + min(int(col / stride), grid[1] - 1)
     tree = first_tree(tree)
     ssm = model.levels[args.level].blocks[args.block].TreeSSM
@@ -193,7 +238,7 @@ def main(argv=None) -> list[str]:
     edges = torch.stack([children, tree.parent[0, children]], 1).numpy()
     weights = (f"checkpoint {os.path.basename(args.checkpoint)}" if args.checkpoint
                else f"random weights, seed {args.seed}")
-    title = f"{args.model}, level {args.level} block {args.block}, {weights}"
+    title = f"{model_name}, level {args.level} block {args.block}, {weights}"
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     paths = draw(crop, (col, row), maps, edges, grid, stride, args.out, title)
     for path in paths:

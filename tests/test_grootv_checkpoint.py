@@ -171,7 +171,8 @@ def test_unreadable_files_raise_one_error_naming_the_file(trained, tmp_path):
         with pytest.raises(CheckpointError, match=path.name):
             classification.read_checkpoint(str(path))
     torch.save({"model": trained.state_dict(), "config": ConfigLike()}, tmp_path / "release.pth")
-    with pytest.raises(UnreadableCheckpointError, match="release.pth.*if you trust it, add --trust-checkpoint"):
+    with pytest.raises(UnreadableCheckpointError,
+                       match="release.pth.*ConfigLike.*if you trust the file, add --trust-checkpoint"):
         read_checkpoint(tmp_path / "release.pth", trust_hint="add --trust-checkpoint")
 
 

@@ -26,9 +26,20 @@ def test_defaults_keep_the_release_key_names_and_values():
     assert c.TRAIN.CLIP_GRAD == 5.0 and c.TRAIN.OPTIMIZER.BETAS == (0.9, 0.999)
     assert c.AUG.AUTO_AUGMENT == "rand-m9-mstd0.5-inc1" and c.AUG.REPROB == 0.25
     assert c.AUG.MIXUP == 0.8 and c.AUG.CUTMIX == 1.0 and c.AUG.COLOR_JITTER == 0.4
-    assert c.DATA.IMG_SIZE == 224 and c.DATA.BATCH_SIZE == 128 and c.DATA.NUM_WORKERS == 8
+    assert c.DATA.IMG_SIZE == 224 and c.DATA.BATCH_SIZE == 128
+    assert c.DATA.NUM_WORKERS == min(8, len(os.sched_getaffinity(0)))
     assert c.TRAIN.LR_SCHEDULER.NAME == "cosine" and c.TRAIN.OPTIMIZER.NAME == "adamw"
     assert c.MODEL.GROOTV.METRIC == "cosine" and c.MODEL.GROOTV.ROOT == "all" and c.MODEL.GROOTV.SCAN == "tree"
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 1), (2, 2), (8, 8), (64, 8)])
+def test_default_data_workers_are_capped_at_the_cpus_available(monkeypatch, cpus, workers):
+    """The full configs on a 2-core machine: 2 workers, not 8 (PyTorch warns every epoch
+    about more workers than CPUs). A number set by the user is kept."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    release = os.path.join(CONFIG_DIR, "grootv_t_1k_224.yaml")
+    assert get_config(release).DATA.NUM_WORKERS == workers
+    assert get_config(release, ["DATA.NUM_WORKERS", "6"]).DATA.NUM_WORKERS == 6
 
 
 @pytest.mark.parametrize(

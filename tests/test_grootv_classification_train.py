@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 
 import pytest
 import torch
@@ -78,6 +79,34 @@ def test_eval_with_resume_reproduces_the_last_validation(trained, data, tmp_path
     assert result["ema_val_acc1"] == pytest.approx(last["ema_val_acc1"])
     assert result["val_images"] == 12
     assert json.load(open(tmp_path / "eval.json"))["val_acc1"] == result["val_acc1"]
+
+
+def test_eval_runs_at_the_image_size_the_checkpoint_was_trained_at(trained, data, tmp_path):
+    """Trained at 16px: --eval without DATA.IMG_SIZE evaluates at 16px (not the default 224)
+    and reproduces the last validation; a different size set explicitly is an error."""
+    output, _ = trained
+    last = read_metrics(output)[-1]
+    opts = list(TINY_GROOTV)
+    del opts[opts.index("DATA.IMG_SIZE"):opts.index("DATA.IMG_SIZE") + 2]
+    checkpoint = f"{output}/ckpt_epoch_1.pth"
+    args = ["--data-path", data, "--output", str(tmp_path), "--no-progress", "--eval", "--resume", checkpoint]
+    result = pipeline.run(args + ["--opts", *opts])
+    assert result["val_loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    assert f"evaluating at 16px, the image size {checkpoint} was trained at" in open(tmp_path / "log.txt").read()
+    with pytest.raises(ConfigError, match=r"trained at 16px, but DATA.IMG_SIZE is set to 32"):
+        pipeline.run(args + ["--opts", *opts, "DATA.IMG_SIZE", "32"])
+
+
+def test_logs_name_the_dataset_folder_and_a_finished_run_trains_nothing(trained, data, tmp_path):
+    output = str(tmp_path / "run")
+    shutil.copytree(trained[0], output)
+    os.remove(os.path.join(output, "log.txt"))
+    summary = pipeline.run(run_args(data, output, "SAVE_CKPT_NUM", "2", flags=("--auto-resume",)))
+    assert summary["last_epoch"] is None
+    log = open(os.path.join(output, "log.txt")).read()
+    assert f"data {os.path.basename(data)!r} in {data}" in log  # without --dataset: the folder's name
+    assert "training run" not in log and "epochs 2..1" not in log
+    assert f"nothing to train: the run in {output} finished all 2 epochs" in log
 
 
 class Interrupted(Exception):
@@ -176,19 +205,22 @@ def test_checkpoint_problems_are_named(trained, data, tmp_path):
     with pytest.raises(CheckpointError, match=r"(?s)missing keys.*levels\.4.*shape mismatches.*conv_head"):
         pipeline.run(run_args(data, str(tmp_path), "MODEL.GROOTV.DEPTHS", "[1, 1, 1, 1, 1]",
                               flags=("--eval", "--resume", f"{output}/ckpt_epoch_1.pth")))
-    # The release's training checkpoints pickle their yacs config: refused unless trusted.
+    # The release's training checkpoints pickle their yacs config: read without trust.
+    # Any other pickled object is refused unless trusted.
     state = torch.load(os.path.join(output, "ckpt_epoch_1.pth"), weights_only=True)
     release_style = tmp_path / "release.pth"
     torch.save({"model": state["model"], "config": CfgNode({"OUTPUT": "x"}), "epoch": 299}, release_style)
-    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
-        pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(release_style))))
-    result = pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(release_style),
-                                                               "--trust-checkpoint")))
+    result = pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(release_style))))
     assert "ema_val_acc1" not in result
-    legacy = tmp_path / "legacy.pth"
-    torch.save({"model": state["model"], "config": CfgNode()}, legacy, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
-        pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(legacy))))
+    for legacy_format in (False, True):
+        other = tmp_path / f"other_{legacy_format}.pth"
+        torch.save({"model": state["model"], "config": Fraction(1, 3)}, other,
+                   _use_new_zipfile_serialization=not legacy_format)
+        with pytest.raises(CheckpointError, match=f"{other.name}.*fractions.Fraction.*--trust-checkpoint"):
+            pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(other))))
+        result = pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(other),
+                                                                   "--trust-checkpoint")))
+        assert result["val_images"] == 12
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         pipeline.run(run_args(data, str(tmp_path), flags=("--eval", "--resume", str(tmp_path / "garbage.pth"))))

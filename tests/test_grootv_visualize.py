@@ -80,3 +80,33 @@ def test_bad_arguments(script, tmp_path):
     with pytest.raises(ValueError, match="--pixel"):
         script.main(["--image", str(tmp_path / "black.png"), "--img-size", "32", "--pixel", "40", "0",
                      "--out", str(tmp_path / "x")])
+
+
+def test_checkpoints_of_this_project_build_the_model_they_describe(script, tmp_path):
+    """Custom widths, depths, a variant, a class count and an image size, as training records
+    them (yaml config text), and a bare state_dict of another shape."""
+    from grootv.classification.config import get_config
+
+    config = get_config(None, ["MODEL.GROOTV.CHANNELS", "8", "MODEL.GROOTV.DEPTHS", "[1, 1, 2, 1]",
+                               "MODEL.GROOTV.SHARE_TREE", "True", "DATA.IMG_SIZE", "48"])
+    trained = GrootV(channels=8, depths=[1, 1, 2, 1], num_classes=3, share_tree=True)
+    torch.save({"model": trained.state_dict(), "epoch": 4, "config": config.dump(), "classes": ["a", "b", "c"]},
+               tmp_path / "ckpt_epoch_4.pth")
+    image = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(image)
+    args = script.parse_args(["--image", str(image), "--checkpoint", str(tmp_path / "ckpt_epoch_4.pth")])
+    model, name, view = script.build_model(args, torch.load(tmp_path / "ckpt_epoch_4.pth", weights_only=True))
+    assert [len(level.blocks) for level in model.levels] == [1, 1, 2, 1] and model.num_classes == 3
+    assert model.levels[2].share_tree and view["size"] == 48 and "8 channels" in name
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    written = script.main(["--image", str(image), "--checkpoint", str(tmp_path / "ckpt_epoch_4.pth"),
+                           "--level", "2", "--block", "1", "--out", str(tmp_path / "fig")])
+    assert all(os.path.isfile(path) for path in written)
+
+    bare = GrootV(channels=16, depths=[1, 2, 1, 1], num_classes=7, mlp_ratio=2.0, cls_scale=1.25, layer_scale=1e-3)
+    torch.save(bare.state_dict(), tmp_path / "bare.pth")
+    args = script.parse_args(["--image", str(image), "--checkpoint", str(tmp_path / "bare.pth")])
+    model, _, view = script.build_model(args, torch.load(tmp_path / "bare.pth", weights_only=True))
+    assert view["size"] == 224 and model.num_classes == 7
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in bare.state_dict().items()}

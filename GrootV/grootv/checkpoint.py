@@ -6,19 +6,28 @@ every unexpected key and every shape mismatch, never a log line that is easy to 
     model = grootv.models.GrootV(channels=80, depths=[2, 2, 9, 2])
     grootv.load_checkpoint(model, "grootv_t_1k_224.pth")                # its "model" entry
     grootv.load_checkpoint(model, "grootv_t_1k_224.pth", use_ema=True)  # its "model_ema" entry
+
+Files are data, not code: ``torch.load`` runs with ``weights_only=True``, which rebuilds
+tensors and plain values only, plus the one class the release's files also pickle (their
+yacs config). Anything else is refused with a message naming the file, unless the caller
+passes ``trusted=True`` (or its command-line form) for a file it trusts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from yacs.config import CfgNode
 
 __all__ = [
     "CheckpointMismatchError",
@@ -35,6 +44,33 @@ __all__ = [
 _PLAIN_KEYS = ("model", "state_dict")
 _EMA_KEYS = ("model_ema", "state_dict_ema")
 _SHOWN = 30  # keys listed per kind in an error message
+
+
+class _ReleaseConfig:
+    """Stands in for yacs' CfgNode while torch reads a checkpoint with ``weights_only=True``.
+
+    Besides tensors and plain values, the release's training checkpoints pickle their yacs
+    config. Torch's weights-only unpickler fills only plain dicts with items, so each
+    CfgNode is rebuilt as an OrderedDict (its attributes, such as ``__immutable__``, land in
+    the OrderedDict's ``__dict__``); :func:`_restore_cfg_nodes` turns those back into
+    CfgNodes. Nothing from the file is called on the way.
+    """
+
+    def __new__(cls, *args):
+        return OrderedDict()
+
+
+# Globals the release's files pickle that are rebuilt without trust: (object, pickled name).
+RELEASE_GLOBALS = [(_ReleaseConfig, "yacs.config.CfgNode")]
+
+
+def _restore_cfg_nodes(value):
+    if isinstance(value, OrderedDict) and CfgNode.IMMUTABLE in vars(value):
+        node = CfgNode({key: _restore_cfg_nodes(item) for key, item in value.items()})
+        if vars(value)[CfgNode.IMMUTABLE]:
+            node.freeze()
+        return node
+    return value
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -128,15 +164,41 @@ def _looks_like_torch_save(path: str) -> bool:
         return f.read(1) == b"\x80"
 
 
+@contextlib.contextmanager
+def allowing(classes: Iterable):
+    """Lets ``torch.load(weights_only=True)`` rebuild ``classes`` within the block (classes or
+    functions, or ``(stand-in, "module.name")`` pairs: see ``torch.serialization.add_safe_globals``)."""
+    classes = list(classes)
+    scoped = getattr(torch.serialization, "safe_globals", None)
+    if scoped is not None:
+        with scoped(classes):
+            yield
+        return
+    torch.serialization.add_safe_globals(classes)  # torch 2.4 has no scoped form
+    yield
+
+
+def refused_objects_message(location: str, error: Exception, trust_hint: str) -> str:
+    """What to tell the user when weights-only loading refused what ``location`` pickles."""
+    found = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", str(error))
+    what = f" (such as {found.group(1) or found.group(2)})" if found else ""
+    return (f"{location!r} holds pickled Python objects{what} besides tensors and plain values. Unpickling "
+            f"them can run code from the file, so it is refused; if you trust the file, {trust_hint}")
+
+
 def read_checkpoint(
-    location: str | os.PathLike, *, map_location="cpu", trusted: bool = False, trust_hint: str = "pass `trusted=True`"
+    location: str | os.PathLike, *, map_location="cpu", trusted: bool = False, trust_hint: str = "pass `trusted=True`",
+    allowed_classes: Iterable = (), mmap: bool = False,
 ) -> Mapping:
     """The dict in a checkpoint file (or at an http(s) URL, through torch.hub's cache).
 
-    Only tensors and plain values are unpickled unless ``trusted``. ``trust_hint`` tells
-    the caller's user how to allow the rest (a flag, a config key). Raises
-    FileNotFoundError for a missing file and :class:`UnreadableCheckpointError`, naming
-    the file, for anything torch cannot read or that holds no dict.
+    Only tensors, plain values, the release's yacs config (:data:`RELEASE_GLOBALS`; read
+    back as a CfgNode) and ``allowed_classes`` are unpickled unless ``trusted``. ``mmap``
+    maps a local file's tensors instead of reading them (cheap when only a few entries
+    are needed). ``trust_hint`` tells the
+    caller's user how to allow the rest (a flag, a config key). Raises FileNotFoundError
+    for a missing file and :class:`UnreadableCheckpointError`, naming the file, for
+    anything torch cannot read or may not unpickle, or that holds no dict.
     """
     if not isinstance(location, (str, os.PathLike)):
         raise TypeError(f"`checkpoint` must be a path or URL, got {type(location).__name__}")
@@ -145,19 +207,17 @@ def read_checkpoint(
     if not is_url and not os.path.isfile(location):
         raise FileNotFoundError(f"`checkpoint` file not found: {location!r}")
     try:
-        if is_url:
-            checkpoint = torch.hub.load_state_dict_from_url(location, map_location=map_location,
-                                                            weights_only=not trusted)
-        else:
-            checkpoint = torch.load(location, map_location=map_location, weights_only=not trusted)
+        with allowing([*RELEASE_GLOBALS, *allowed_classes]):
+            if is_url:
+                checkpoint = torch.hub.load_state_dict_from_url(location, map_location=map_location,
+                                                                weights_only=not trusted)
+            else:
+                checkpoint = torch.load(location, map_location=map_location, weights_only=not trusted,
+                                        mmap=mmap and zipfile.is_zipfile(location))
     except pickle.UnpicklingError as error:
         if trusted or (not is_url and not _looks_like_torch_save(location)):
             raise UnreadableCheckpointError(f"{location!r} is not a readable PyTorch checkpoint: {error}") from None
-        raise UnreadableCheckpointError(
-            f"{location!r} holds pickled Python objects besides tensors (the release's training checkpoints "
-            f"keep their yacs config). Unpickling them can run code from the file: if you trust it, "
-            f"{trust_hint}"
-        ) from None
+        raise UnreadableCheckpointError(refused_objects_message(location, error, trust_hint)) from None
     except Exception as error:
         # A damaged or foreign file makes torch.load raise almost anything (KeyError, RuntimeError,
         # EOFError, UnicodeDecodeError, IndexError, struct.error, ... were all seen on corrupted
@@ -169,6 +229,9 @@ def read_checkpoint(
         raise UnreadableCheckpointError(
             f"{location!r} holds a {type(checkpoint).__name__}, not a checkpoint dict or state_dict"
         )
+    if not trusted and isinstance(checkpoint, dict):
+        for key, value in checkpoint.items():
+            checkpoint[key] = _restore_cfg_nodes(value)
     return checkpoint
 
 
@@ -191,8 +254,9 @@ def load_checkpoint(
             unexpected key and shape mismatch (default). With False the fitting tensors
             are loaded and the rest reported in a warning and in the result.
         map_location: for ``torch.load``.
-        trusted: allow unpickling non-tensor objects (``torch.load(weights_only=False)``);
-            only for files from a trusted source.
+        trusted: allow unpickling any object (``torch.load(weights_only=False)``); only
+            for files from a trusted source. Not needed for the release's files: their
+            tensors, plain values and yacs config are read without it.
 
     Returns a :class:`LoadResult`.
     """

@@ -14,6 +14,7 @@
 #   NODE_RANK       this node's index      [0]
 #   MASTER_ADDR     address of node 0      [127.0.0.1]
 #   MASTER_PORT     a free port on node 0  [29500]
+#   PYTHON          interpreter            [the repository's .venv/bin/python, else python]
 # Any further arguments go to the training script, e.g.
 #   bash GrootV/scripts/bash_cls_train.sh --auto-resume --opts TRAIN.EPOCHS 100
 # On a multi-node cluster, start the same command on every node with its NODE_RANK, and
@@ -28,7 +29,11 @@ CFG="${CFG:-GrootV/classification/config/grootv_t_1k_224.yaml}"
 : "${DATA_PATH:?set DATA_PATH to the dataset folder (with train/ and val/ class folders)}"
 OUTPUT="${OUTPUT:-output/$(basename "$CFG" .yaml)}"
 BATCH_SIZE="${BATCH_SIZE:-128}"
-PYTHON="${PYTHON:-python}"
+# The project's environment (README: Set-up) when there is one, so that a new shell needs no activation.
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python
+  [ -x "$ROOT/.venv/bin/python" ] && PYTHON="$ROOT/.venv/bin/python"
+fi
 if [ -z "${NPROC_PER_NODE:-}" ]; then
   NPROC_PER_NODE="$("$PYTHON" -c 'import torch; print(max(1, torch.cuda.device_count()))')"
 fi

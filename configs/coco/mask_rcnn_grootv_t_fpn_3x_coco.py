@@ -16,7 +16,8 @@ _base_ = [
 
 # GrootV-T's ImageNet-1k weights (the release's file, or a checkpoint written by
 # python -m grootv.classification.main); relative to the working directory. The release's
-# files also pickle their yacs config: if you trust the file, add trusted=True to init_cfg.
+# files are linked from the "Model Zoo" of https://github.com/EasonXiao-888/GrootVL's
+# README; they load as they are (read as weights only, their yacs config included).
 pretrained = 'pretrained/grootv_t_1k_224.pth'
 model = dict(
     backbone=dict(

@@ -23,6 +23,16 @@ from yacs.config import CfgNode as CN
 from ..models.grootv import ACT_LAYERS, DROP_PATH_TYPES, NORM_LAYERS
 from ..models.tree_ssm import METRICS, ROOTS, SCANS
 from .errors import ConfigError
+from .images import BAD_IMAGE_CHOICES
+
+
+def _available_cpus() -> int:
+    """The CPUs this process may run on (a container's or a job's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
 
 _C = CN()
 # Other yaml files (relative to this one) merged before it.
@@ -36,8 +46,9 @@ _C.DATA = CN()
 _C.DATA.BATCH_SIZE = 128
 # Folder with train/ and val/ subfolders, one subfolder per class in each (ImageFolder).
 _C.DATA.DATA_PATH = ""
-# A name for the dataset, written into the log (--dataset); any ImageFolder-shaped folder is read.
-_C.DATA.DATASET = "imagenet"
+# A name for the dataset, written into the log (--dataset); empty: the dataset folder's name.
+# Any ImageFolder-shaped folder is read.
+_C.DATA.DATASET = ""
 _C.DATA.IMG_SIZE = 224
 # Resize interpolation: bicubic, bilinear, nearest, lanczos, hamming, box, or random
 # (a random choice per training image; bicubic for evaluation).
@@ -49,7 +60,13 @@ _C.DATA.CACHE_MODE = "part"
 _C.DATA.IMG_ON_MEMORY = False
 # Load batches into page-locked memory for faster copies to the GPU (no effect on CPU).
 _C.DATA.PIN_MEMORY = True
+# Data-loader worker processes per training process. The default is 8, capped at the CPUs
+# available to the process (more workers than CPUs only compete for them, and PyTorch warns
+# every epoch); a value set in a config file or --opts is taken as given.
 _C.DATA.NUM_WORKERS = 8
+# An image file that cannot be decoded: 'stop' the run with its name, or 'skip' it with a
+# warning (training takes the next readable image instead, evaluation leaves it out).
+_C.DATA.ON_BAD_IMAGE = "stop"
 
 # -----------------------------------------------------------------------------
 # Model
@@ -231,8 +248,10 @@ MODEL_CHOICES = {
 
 
 def defaults() -> CN:
-    """A fresh, mutable copy of the default config."""
-    return _C.clone()
+    """A fresh, mutable copy of the default config (DATA.NUM_WORKERS capped at this machine's CPUs)."""
+    config = _C.clone()
+    config.DATA.NUM_WORKERS = min(_C.DATA.NUM_WORKERS, _available_cpus())
+    return config
 
 
 def _decode(value):
@@ -285,7 +304,9 @@ def _unknown_key(full_key: str, node: CN, key: str, source: str) -> ConfigError:
     return ConfigError(f"unknown config key {full_key} in {source}{hint}")
 
 
-def _set(config: CN, full_key: str, value, source: str) -> None:
+def _set(config: CN, full_key: str, value, source: str, record: set | None = None) -> None:
+    if record is not None:
+        record.add(full_key)
     node = config
     parts = full_key.split(".")
     for depth, key in enumerate(parts):
@@ -302,7 +323,7 @@ def _set(config: CN, full_key: str, value, source: str) -> None:
                 raise ConfigError(f"{path} is a value, not a group of keys (from {source})")
 
 
-def _merge_mapping(config: CN, mapping: Mapping, source: str, prefix: str = "") -> None:
+def _merge_mapping(config: CN, mapping: Mapping, source: str, prefix: str = "", record: set | None = None) -> None:
     for key, value in mapping.items():
         full_key = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -313,13 +334,14 @@ def _merge_mapping(config: CN, mapping: Mapping, source: str, prefix: str = "") 
                 node = node[part]
             if not isinstance(node, CN):
                 raise ConfigError(f"{full_key} is a value, but {source} gives it a group of keys")
-            _merge_mapping(config, value, source, prefix=f"{full_key}.")
+            _merge_mapping(config, value, source, prefix=f"{full_key}.", record=record)
         else:
-            _set(config, full_key, value, source)
+            _set(config, full_key, value, source, record)
 
 
-def merge_file(config: CN, cfg_file: str, _seen: tuple[str, ...] = ()) -> None:
-    """Merges a yaml file (after the files in its BASE list, relative to it) into ``config``."""
+def merge_file(config: CN, cfg_file: str, _seen: tuple[str, ...] = (), record: set | None = None) -> None:
+    """Merges a yaml file (after the files in its BASE list, relative to it) into ``config``;
+    the full names of the keys it sets are added to ``record``."""
     path = os.path.abspath(cfg_file)
     if path in _seen:
         raise ConfigError(f"{cfg_file}: BASE files include each other in a loop")
@@ -337,17 +359,17 @@ def merge_file(config: CN, cfg_file: str, _seen: tuple[str, ...] = ()) -> None:
         bases = [bases]
     for base in bases:
         if base:
-            merge_file(config, os.path.join(os.path.dirname(path), base), _seen + (path,))
-    _merge_mapping(config, content, source=cfg_file)
+            merge_file(config, os.path.join(os.path.dirname(path), base), _seen + (path,), record)
+    _merge_mapping(config, content, source=cfg_file, record=record)
 
 
-def merge_opts(config: CN, opts: Iterable[str]) -> None:
-    """Merges ``KEY VALUE KEY VALUE ...`` (the --opts list)."""
+def merge_opts(config: CN, opts: Iterable[str], record: set | None = None) -> None:
+    """Merges ``KEY VALUE KEY VALUE ...`` (the --opts list); the keys set are added to ``record``."""
     opts = list(opts or [])
     if len(opts) % 2:
         raise ConfigError(f"--opts expects KEY VALUE pairs, got an odd number of items: {' '.join(map(str, opts))}")
     for key, value in zip(opts[0::2], opts[1::2]):
-        _set(config, key, value, source="--opts")
+        _set(config, key, value, source="--opts", record=record)
 
 
 def _check(condition: bool, key: str, message: str, value) -> None:
@@ -445,6 +467,7 @@ def validate(config: CN) -> None:
 
     one_of("DATA.INTERPOLATION", {"bicubic", "bilinear", "nearest", "lanczos", "hamming", "box", "random"})
     one_of("DATA.CACHE_MODE", {"no", "part", "full"})
+    one_of("DATA.ON_BAD_IMAGE", set(BAD_IMAGE_CHOICES))
     for key, choices in MODEL_CHOICES.items():
         one_of(key, choices)
     one_of("TRAIN.LR_SCHEDULER.NAME", {"cosine", "linear", "step"})
@@ -482,18 +505,59 @@ def mixing_enabled(config: CN) -> bool:
     return config.AUG.MIXUP > 0 or config.AUG.CUTMIX > 0 or config.AUG.CUTMIX_MINMAX is not None
 
 
-def get_config(cfg_file: str | None = None, opts: Iterable[str] = (), overrides: Mapping | None = None) -> CN:
+def get_config(
+    cfg_file: str | None = None, opts: Iterable[str] = (), overrides: Mapping | None = None,
+    explicit: set | None = None,
+) -> CN:
     """The frozen, validated config: defaults <- ``cfg_file`` <- ``opts`` <- ``overrides``.
 
     ``overrides`` maps full key names to values (what the dedicated command-line flags set).
+    ``explicit``, when given, receives the full names of the keys that were set (not defaults).
     """
     config = defaults()
     if cfg_file:
-        merge_file(config, cfg_file)
+        merge_file(config, cfg_file, record=explicit)
         config.MODEL.NAME = os.path.splitext(os.path.basename(cfg_file))[0]
-    merge_opts(config, opts)
+    merge_opts(config, opts, record=explicit)
     for key, value in (overrides or {}).items():
-        _set(config, key, value, source="the command line")
+        _set(config, key, value, source="the command line", record=explicit)
     validate(config)
     config.freeze()
     return config
+
+
+def saved_mapping(saved, source: str) -> Mapping:
+    """The keys of a checkpoint's ``config`` entry: the yaml text this pipeline saves, or the
+    yacs config object (a dict) the release's checkpoints hold."""
+    if isinstance(saved, str):
+        try:
+            saved = yaml.safe_load(saved)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: its 'config' entry is not valid yaml: {error}") from None
+    if not isinstance(saved, Mapping):
+        raise ConfigError(f"{source}: its 'config' entry must be a mapping of keys, got {_type_name(saved)}")
+    return saved
+
+
+def saved_config(saved, source: str) -> CN:
+    """The config a checkpoint records (see :func:`saved_mapping`), over the defaults. Keys the
+    defaults do not have are ignored (the release's config has a few of its own); the rest
+    is type-checked."""
+    config = defaults()
+    _overlay(config, saved_mapping(saved, source), source)
+    config.freeze()
+    return config
+
+
+def _overlay(node: CN, saved: Mapping, source: str, prefix: str = "") -> None:
+    for key, value in saved.items():
+        if key not in node:
+            continue
+        if isinstance(node[key], CN):
+            if isinstance(value, Mapping):
+                _overlay(node[key], value, source, f"{prefix}{key}.")
+            continue
+        if isinstance(value, str) and isinstance(node[key], str):
+            node[key] = value  # as saved: not re-read as a number or a list, as a value typed by hand is
+        else:
+            node[key] = _coerce(f"{prefix}{key}", value, node[key], f"the 'config' entry of {source}")

@@ -6,7 +6,9 @@ Class indices come from the sorted class-folder names of ``train/``; ``val/`` mu
 the same names (a subset is fine). Training records that list in its checkpoints, and
 evaluation maps ``val/``'s folders by the checkpoint's list (or by ``train/``'s names when
 the checkpoint has none), never by ``val/``'s own: with a subset of the classes those
-would number the classes differently from the model's outputs.
+would number the classes differently from the model's outputs. An image file that cannot
+be decoded stops the run with its name, or is skipped with a warning (DATA.ON_BAD_IMAGE,
+see images.py).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import torch
 from timm.data import Mixup, create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import transforms
-from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 from yacs.config import CfgNode
 
+from .augment import with_zero_bit_posterize
 from .config import mixing_enabled
 from .errors import ConfigError, DataError
+from .images import CheckedImageFolder
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0])
 
@@ -64,6 +67,7 @@ def build_transform(config: CfgNode, is_train: bool):
                 f"AUG.AUTO_AUGMENT {config.AUG.AUTO_AUGMENT!r} is not a timm augmentation policy "
                 f"(e.g. 'rand-m9-mstd0.5-inc1', 'original', or 'none'): {error}"
             ) from None
+        with_zero_bit_posterize(transform)
         if size <= 32:
             # CIFAR-sized images (the release's rule): random-resized crops of 32 pixels
             # destroy the content, so pad-and-crop instead, after bringing the image to size.
@@ -87,8 +91,8 @@ def build_transform(config: CfgNode, is_train: bool):
     )
 
 
-class _FixedClassesFolder(ImageFolder):
-    """An ImageFolder whose class list is given (the model's), not read from disk."""
+class _FixedClassesFolder(CheckedImageFolder):
+    """An image folder whose class list is given (the model's), not read from disk."""
 
     def __init__(self, root, classes: list[str], classes_from: str, **kwargs):
         self._given_classes = classes
@@ -117,12 +121,15 @@ def _split_folder(data_path: str, split: str) -> str:
     return folder
 
 
-def _image_folder(folder: str, transform, classes: list[str] | None, classes_from: str = "") -> ImageFolder:
+def _image_folder(config: CfgNode, folder: str, for_training: bool, classes: list[str] | None,
+                  classes_from: str = "") -> CheckedImageFolder:
+    options = dict(transform=build_transform(config, is_train=for_training), for_training=for_training,
+                   on_bad_image=config.DATA.ON_BAD_IMAGE)
     try:
         if classes is None:
-            dataset = ImageFolder(folder, transform=transform)
+            dataset = CheckedImageFolder(folder, **options)
         else:
-            dataset = _FixedClassesFolder(folder, classes, classes_from, transform=transform)
+            dataset = _FixedClassesFolder(folder, classes, classes_from, **options)
     except FileNotFoundError as error:
         raise DataError(
             f"{folder} is not in the ImageFolder layout (one subfolder of images per class): {error}"
@@ -134,7 +141,7 @@ def _image_folder(folder: str, transform, classes: list[str] | None, classes_fro
 
 def build_datasets(
     config: CfgNode, need_train: bool, trained_classes: list[str] | None = None
-) -> tuple[ImageFolder | None, ImageFolder, list[str]]:
+) -> tuple[CheckedImageFolder | None, CheckedImageFolder, list[str]]:
     """``(train, val, class names)``; ``train`` is None when ``need_train`` is False (evaluation).
 
     The class names number the model's outputs: ``train/``'s folder names when training;
@@ -150,7 +157,7 @@ def build_datasets(
     train_folder = os.path.join(data_path, "train")
     train = None
     if need_train:
-        train = _image_folder(_split_folder(data_path, "train"), build_transform(config, is_train=True), classes=None)
+        train = _image_folder(config, _split_folder(data_path, "train"), for_training=True, classes=None)
         classes, classes_from = train.classes, "train/"
     elif trained_classes is not None:
         classes, classes_from = trained_classes, "the checkpoint's class list"
@@ -166,9 +173,9 @@ def build_datasets(
             "no train/ folder and no class list in the checkpoint: class indices follow val/'s own folders, "
             "which is right only if val/ has every class the model was trained on"
         )
-        val = _image_folder(val_folder, build_transform(config, is_train=False), classes=None)
+        val = _image_folder(config, val_folder, for_training=False, classes=None)
         return None, val, val.classes
-    val = _image_folder(val_folder, build_transform(config, is_train=False), classes, classes_from)
+    val = _image_folder(config, val_folder, for_training=False, classes=classes, classes_from=classes_from)
     return train, val, classes
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from .distributed import Runtime, sum_over_processes
+from .images import LEFT_OUT
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0])
 
@@ -160,6 +161,13 @@ def evaluate(model: nn.Module, loader, precision: Precision, runtime: Runtime, p
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        # Unreadable images skipped with DATA.ON_BAD_IMAGE skip come labelled LEFT_OUT (-1).
+        kept = targets != LEFT_OUT
+        if not kept.all():
+            images, targets = images[kept], targets[kept]
+            if targets.numel() == 0:
+                bar.update(1)
+                continue
         with precision.autocast():
             logits = model(images)
         logits = logits.float()

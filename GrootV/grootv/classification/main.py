@@ -37,6 +37,7 @@ from .data import build_datasets, build_loaders, build_mixup, resolve_num_classe
 from .distributed import Runtime, barrier, broadcast_buffers, broadcast_object, init_runtime, shutdown
 from .engine import evaluate, measure_throughput, resolve_precision, train_one_epoch
 from .errors import CheckpointError, ConfigError, DataError, PipelineError
+from .images import count_unreadable
 from .metrics import append_metrics, keep_epochs_before
 from .model import build_model
 from .optim import build_optimizer
@@ -58,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--data-path", help="dataset folder with train/ and val/ (DATA.DATA_PATH)")
     data.add_argument("--batch-size", type=int, help="images per process and step (DATA.BATCH_SIZE)")
-    data.add_argument("--dataset", help="a name for the dataset, for the logs (DATA.DATASET)")
+    data.add_argument("--dataset", help="a name for the dataset, for the logs (DATA.DATASET; default: the "
+                      "dataset folder's name)")
+    data.add_argument("--on-bad-image", choices=["stop", "skip"],
+                      help="an image file that cannot be decoded: stop with its name (default), or skip it with "
+                      "a warning (DATA.ON_BAD_IMAGE)")
     data.add_argument("--zip", action="store_true", help="the release's zipped ImageNet (not provided: an error)")
     data.add_argument("--cache-mode", choices=["no", "full", "part"],
                       help="the release's zip cache mode (DATA.CACHE_MODE)")
@@ -71,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pretrained", metavar="CKPT",
                      help="start from these weights (a head of another size is re-initialised)")
     run.add_argument("--trust-checkpoint", action="store_true",
-                     help="allow checkpoints that hold pickled Python objects (the release's training checkpoints); "
-                     "only for files you trust")
+                     help="let checkpoint files unpickle any Python object (without it only tensors, plain values "
+                     "and the release's yacs config are read); only for files you trust")
     run.add_argument("--eval", action="store_true", help="only evaluate (with --resume CKPT)")
     run.add_argument("--throughput", action="store_true", help="only measure inference images/s")
     run.add_argument("--throughput-iters", type=int, default=30, metavar="N",
@@ -100,6 +105,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "DATA.BATCH_SIZE": args.batch_size,
         "DATA.DATASET": args.dataset,
         "DATA.CACHE_MODE": args.cache_mode,
+        "DATA.ON_BAD_IMAGE": args.on_bad_image,
         "OUTPUT": args.output,
         "TAG": args.tag,
         "MODEL.RESUME": args.resume,
@@ -199,6 +205,28 @@ def _eval_checkpoint_path(config: CfgNode) -> str:
     return path
 
 
+def _trained_image_size(config: CfgNode, checkpoint: dict, path: str, explicit: bool) -> CfgNode:
+    """The config with DATA.IMG_SIZE at the size the checkpoint was trained at, when it records one.
+
+    A size the user set that differs from it is an error rather than a silently different
+    (and usually much lower) accuracy.
+    """
+    trained = ckpt.trained_image_size(checkpoint, path)
+    if trained is None or trained == config.DATA.IMG_SIZE:
+        return config
+    if explicit:
+        raise ConfigError(
+            f"{path} was trained at {trained}px, but DATA.IMG_SIZE is set to {config.DATA.IMG_SIZE} (--cfg / --opts); "
+            f"leave DATA.IMG_SIZE out (or set it to {trained}) to evaluate at the training size"
+        )
+    logger.info(f"evaluating at {trained}px, the image size {path} was trained at")
+    sized = config.clone()
+    sized.defrost()
+    sized.DATA.IMG_SIZE = trained
+    sized.freeze()
+    return sized
+
+
 def _evaluate_checkpoint(config, args, runtime, model, val_loader, precision, path: str, checkpoint: dict) -> dict:
     has_plain = any(key in checkpoint for key in ("model", "state_dict"))
     has_ema = any(key in checkpoint for key in ("model_ema", "state_dict_ema"))
@@ -206,6 +234,9 @@ def _evaluate_checkpoint(config, args, runtime, model, val_loader, precision, pa
     result = {"checkpoint": path, "weights": source}
     stats = evaluate(model, val_loader, precision, runtime, not args.no_progress, "eval")
     result.update({f"val_{key}": value for key, value in stats.items()})
+    result["skipped_images"] = count_unreadable([val_loader.dataset], runtime.device, runtime.distributed)
+    if result["skipped_images"]:
+        logger.warning(f"{result['skipped_images']} unreadable image file(s) left out of the evaluation")
     logger.info(f"{path} [{source}]: top-1 {stats['acc1']:.2f}%  top-5 {stats['acc5']:.2f}%  "
                 f"loss {stats['loss']:.4f}  ({stats['images']} images)")
     if has_plain and has_ema:
@@ -236,29 +267,35 @@ def _throughput(config, args, runtime, model, val_loader, precision) -> dict:
     return {"throughput": rate, "batch_size": images.shape[0], "img_size": config.DATA.IMG_SIZE}
 
 
-def _resume_source(config: CfgNode, runtime: Runtime) -> str | None:
+def _resume_source(config: CfgNode, runtime: Runtime, trusted: bool) -> str | None:
     """The checkpoint to resume from, decided on rank 0 (the output folder is assumed shared)."""
     decision = None
     if runtime.is_main:
-        latest = ckpt.latest_checkpoint(config.OUTPUT)
-        if config.MODEL.RESUME:
-            decision = config.MODEL.RESUME
-        elif config.TRAIN.AUTO_RESUME:
-            decision = latest
-        elif latest is not None:
-            decision = ConfigError(
-                f"the output folder {config.OUTPUT} already holds checkpoints of a run ({os.path.basename(latest)}): "
-                "pass --auto-resume to continue it, or choose another --output"
-            )
+        try:
+            decision = _choose_resume_checkpoint(config, trusted)
+        except PipelineError as error:
+            decision = error  # raised on every process below, so that none waits for the others
     decision = broadcast_object(decision, runtime)
     if isinstance(decision, Exception):
         raise decision
     return decision
 
 
+def _choose_resume_checkpoint(config: CfgNode, trusted: bool) -> str | None:
+    if config.MODEL.RESUME:
+        return config.MODEL.RESUME
+    newest = ckpt.resume_checkpoint(config.OUTPUT, trusted)
+    if config.TRAIN.AUTO_RESUME or newest is None:
+        return newest
+    raise ConfigError(
+        f"the output folder {config.OUTPUT} already holds checkpoints of a run ({os.path.basename(newest)}): "
+        "pass --auto-resume to continue it, or choose another --output"
+    )
+
+
 def _train(config, args, runtime, model, train_loader, val_loader, num_classes, classes, precision) -> dict:
     progress = not args.no_progress
-    resume_path = _resume_source(config, runtime)
+    resume_path = _resume_source(config, runtime, args.trust_checkpoint)
     if config.MODEL.PRETRAINED and not resume_path:
         replaced = ckpt.load_pretrained(model, config.MODEL.PRETRAINED, args.trust_checkpoint,
                                         config.TRAIN.RAND_INIT_FT_HEAD)
@@ -278,34 +315,47 @@ def _train(config, args, runtime, model, train_loader, val_loader, num_classes, 
     criterion = _criterion(config, mixup)
 
     start_epoch = config.TRAIN.START_EPOCH
-    best = {"max_accuracy": 0.0, "max_accuracy_ema": 0.0}
+    best = {"max_accuracy": 0.0, "max_accuracy_ema": 0.0, "best_epoch": None, "best_epoch_ema": None}
+    resumed = None
     if resume_path:
         checkpoint = ckpt.read_checkpoint(resume_path, args.trust_checkpoint)
         state = ckpt.restore_training_state(checkpoint, resume_path, model, ema.module if ema else None,
                                             optimizer, scaler)
+        resumed = (resume_path, {key: checkpoint[key] for key in ("epoch", *ckpt.BEST_FILES.values())
+                                 if key in checkpoint})
         del checkpoint
         start_epoch = state["epoch"] + 1
-        best = {"max_accuracy": state["max_accuracy"], "max_accuracy_ema": state["max_accuracy_ema"]}
+        best = {key: state[key] for key in best}
         logger.info(f"resumed from {resume_path}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
+    problem = None
     if runtime.is_main:
         # Resuming from an older checkpoint abandons the epochs after it: their metrics
         # lines, and their checkpoints, which --auto-resume would otherwise pick up later.
-        keep_epochs_before(config.OUTPUT, start_epoch)
-        ckpt.drop_checkpoints_from(config.OUTPUT, start_epoch)
+        # A kill may also have cut short a write or come between the files of one epoch.
+        try:
+            keep_epochs_before(config.OUTPUT, start_epoch)
+            ckpt.tidy_output(config.OUTPUT, config.SAVE_CKPT_NUM, resumed, args.trust_checkpoint)
+        except PipelineError as error:
+            problem = error
+    problem = broadcast_object(problem, runtime)  # the other processes must not wait for rank 0 forever
+    if problem is not None:
+        raise problem
 
     ddp_model = model
     if runtime.distributed:
         ddp_model = DistributedDataParallel(
             model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None
         )
-    logger.info(
-        f"training run {config.TAG!r}, epochs {start_epoch}..{config.TRAIN.EPOCHS - 1}: "
-        f"{runtime.world_size} process(es) x {config.DATA.BATCH_SIZE} images x {accumulation} accumulation step(s), "
-        f"{updates_per_epoch} updates/epoch, lr {rates.base:.3e} (warm-up from {rates.warmup:.1e}, "
-        f"min {rates.min:.1e}), {precision.describe()}, {runtime.device}"
-    )
+    if start_epoch < config.TRAIN.EPOCHS:
+        logger.info(
+            f"training run {config.TAG!r}, epochs {start_epoch}..{config.TRAIN.EPOCHS - 1}: "
+            f"{runtime.world_size} process(es) x {config.DATA.BATCH_SIZE} images x {accumulation} accumulation "
+            f"step(s), {updates_per_epoch} updates/epoch, lr {rates.base:.3e} (warm-up from {rates.warmup:.1e}, "
+            f"min {rates.min:.1e}), {precision.describe()}, {runtime.device}"
+        )
     config_yaml = config.dump()
     record = None
+    skipped_before = 0
     for epoch in range(start_epoch, config.TRAIN.EPOCHS):
         _seed_everything(_epoch_seed(config.SEED, epoch, runtime.rank))
         train_loader.sampler.set_epoch(epoch)
@@ -330,34 +380,45 @@ def _train(config, args, runtime, model, train_loader, val_loader, num_classes, 
             stats = evaluate(model, val_loader, precision, runtime, progress, f"val {epoch}")
             record.update({"val_acc1": stats["acc1"], "val_acc5": stats["acc5"], "val_loss": stats["loss"]})
             improved = stats["acc1"] > best["max_accuracy"]
-            best["max_accuracy"] = max(best["max_accuracy"], stats["acc1"])
+            if improved:
+                best.update(max_accuracy=stats["acc1"], best_epoch=epoch)
             if ema is not None:
                 stats = evaluate(ema.module, val_loader, precision, runtime, progress, f"val ema {epoch}")
                 record.update(
                     {"ema_val_acc1": stats["acc1"], "ema_val_acc5": stats["acc5"], "ema_val_loss": stats["loss"]}
                 )
                 improved_ema = stats["acc1"] > best["max_accuracy_ema"]
-                best["max_accuracy_ema"] = max(best["max_accuracy_ema"], stats["acc1"])
+                if improved_ema:
+                    best.update(max_accuracy_ema=stats["acc1"], best_epoch_ema=epoch)
         record.update(max_accuracy=best["max_accuracy"], world_size=runtime.world_size)
+        record["skipped_images"] = count_unreadable([train_loader.dataset, val_loader.dataset], runtime.device,
+                                                    runtime.distributed)
+        if record["skipped_images"] > skipped_before:
+            logger.warning(f"{record['skipped_images']} unreadable image file(s) skipped so far (named in the "
+                           "warnings above and in log.txt)")
+        skipped_before = record["skipped_images"]
         logger.info(_epoch_line(record, config.TRAIN.EPOCHS))
         if runtime.is_main:
             # Metrics first: a run killed between the two re-runs this epoch and drops its line.
             append_metrics(config.OUTPUT, record)
-            if (epoch + 1) % config.SAVE_FREQ == 0 or last or improved or improved_ema:
+            due = (epoch + 1) % config.SAVE_FREQ == 0 or last
+            if due or improved or improved_ema:
                 state = ckpt.training_state(epoch, model, ema.module if ema else None, optimizer, scheduler, scaler,
-                                            best["max_accuracy"], best["max_accuracy_ema"], runtime.world_size,
-                                            config_yaml, classes)
-                if (epoch + 1) % config.SAVE_FREQ == 0 or last:
+                                            best, runtime.world_size, config_yaml, classes)
+                # Per-epoch checkpoint first: a kill before a best copy is written is then
+                # repaired from it when the run resumes (checkpoint.tidy_output).
+                if due:
                     atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, epoch))
-                    ckpt.prune_checkpoints(config.OUTPUT, config.SAVE_CKPT_NUM)
                 if improved:
                     atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, "best"))
                 if improved_ema:
                     atomic.torch_save(state, ckpt.checkpoint_path(config.OUTPUT, "ema_best"))
+                if due:
+                    ckpt.prune_checkpoints(config.OUTPUT, config.SAVE_CKPT_NUM)
         barrier(runtime)
     if record is None:
         logger.info(f"nothing to train: the run in {config.OUTPUT} finished all {config.TRAIN.EPOCHS} epochs")
-    return {"last_epoch": record, **best}
+    return {"last_epoch": record, "max_accuracy": best["max_accuracy"], "max_accuracy_ema": best["max_accuracy_ema"]}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -377,20 +438,22 @@ def run(argv: list[str] | None = None) -> dict:
     "max_accuracy", "max_accuracy_ema"}``, for --eval the accuracies, for --throughput the rate.
     """
     args = build_parser().parse_args(argv)
-    config = get_config(args.cfg, args.opts, _overrides(args))
+    explicit = set()
+    config = get_config(args.cfg, args.opts, _overrides(args), explicit)
     if not config.OUTPUT:
         config.defrost()
         config.OUTPUT = os.path.join("output", config.MODEL.NAME)
         config.freeze()
     runtime = init_runtime(config.DEVICE)
     try:
-        return _run(config, args, runtime)
+        return _run(config, args, runtime, explicit)
     finally:
         shutdown(runtime)
         _close_log_file()
 
 
-def _run(config: CfgNode, args: argparse.Namespace, runtime: Runtime) -> dict:
+def _run(config: CfgNode, args: argparse.Namespace, runtime: Runtime, explicit: set[str]) -> dict:
+    """``explicit``: the config keys the user set (in --cfg, --opts or a flag)."""
     if runtime.is_main:
         os.makedirs(config.OUTPUT, exist_ok=True)
     barrier(runtime)
@@ -407,6 +470,7 @@ def _run(config: CfgNode, args: argparse.Namespace, runtime: Runtime) -> dict:
         # Read first: its class list decides how val/'s folders are numbered.
         eval_path = _eval_checkpoint_path(config)
         eval_checkpoint = ckpt.read_checkpoint(eval_path, args.trust_checkpoint)
+        config = _trained_image_size(config, eval_checkpoint, eval_path, "DATA.IMG_SIZE" in explicit)
     train_set = val_set = train_loader = val_loader = None
     if timing_only:
         num_classes, classes = config.MODEL.NUM_CLASSES, []
@@ -425,7 +489,8 @@ def _run(config: CfgNode, args: argparse.Namespace, runtime: Runtime) -> dict:
     _describe(model, config, num_classes, classes)
     if val_set is not None:
         sizes = f"{len(train_set)} training and " if train_set is not None else ""
-        logger.info(f"data {config.DATA.DATASET!r} in {config.DATA.DATA_PATH}: {sizes}{len(val_set)} validation "
+        name = config.DATA.DATASET or os.path.basename(os.path.normpath(config.DATA.DATA_PATH))
+        logger.info(f"data {name!r} in {config.DATA.DATA_PATH}: {sizes}{len(val_set)} validation "
                     f"images, {config.DATA.IMG_SIZE}px")
     if config.THROUGHPUT_MODE:
         return _throughput(config, args, runtime, model, val_loader, precision)
@@ -439,7 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
     except PipelineError as error:
-        kind = {ConfigError: " (config)", DataError: " (data)", CheckpointError: " (checkpoint)"}.get(type(error), "")
+        kinds = {ConfigError: " (config)", DataError: " (data)", CheckpointError: " (checkpoint)"}
+        kind = next((label for kind, label in kinds.items() if isinstance(error, kind)), "")
         print(f"error{kind}: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -6,7 +6,8 @@ end of the epoch), ``val_acc1``, ``val_acc5``, ``val_loss``, ``ema_val_acc1``,
 without validation), ``max_accuracy``, ``grad_norm`` (mean over the epoch's updates,
 before clipping), ``nonfinite_steps`` (batches whose loss overflowed, skipped by the
 float16 loss scaler and left out of ``train_loss``), ``epoch_time`` (seconds),
-``images_per_second`` (training), ``world_size``.
+``images_per_second`` (training), ``world_size``, ``skipped_images`` (image files found
+unreadable and skipped so far, with DATA.ON_BAD_IMAGE skip; 0 otherwise).
 Accuracies are percentages; top-5 is top-min(5, classes).
 """
 

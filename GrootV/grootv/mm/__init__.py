@@ -11,6 +11,10 @@ of backbones registered by a file next to the config).
 
 Entry points: ``python -m grootv.mm.train CONFIG``, ``python -m grootv.mm.test CONFIG
 CHECKPOINT``, ``python -m grootv.mm.complexity CONFIG`` (see docs/detection_segmentation.md).
+
+Importing it also makes mmengine's checkpoint loading read weights only (see
+:mod:`grootv.mm.safe_loading`): a checkpoint that pickles other objects is refused unless
+it is loaded inside :func:`trusted_checkpoints` (``--trust-checkpoint``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from . import safe_loading
 from .backbone import GrootVBackbone
 from .pretrained import load_pretrained
+from .safe_loading import trusted_checkpoints
 
-__all__ = ["REGISTERED_IN", "REGISTRY_NAME", "GrootVBackbone", "load_pretrained"]
+__all__ = ["REGISTERED_IN", "REGISTRY_NAME", "GrootVBackbone", "load_pretrained", "trusted_checkpoints"]
 
 REGISTRY_NAME = "GrootV"
 _CODEBASES = {"mmdet": "mmdet (3.x)", "mmseg": "mmsegmentation (1.x)"}
@@ -43,3 +49,4 @@ def _register() -> tuple[str, ...]:
 
 
 REGISTERED_IN = _register()
+safe_loading.install()

@@ -9,7 +9,6 @@ or, without GPUs, :func:`load_config` does (gloo).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 
 import torch
@@ -28,28 +27,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         "model.backbone.init_cfg.checkpoint=weights.pth")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
                         help="how the processes were started: 'none' for one process, 'pytorch' under torchrun")
-
-
-@contextlib.contextmanager
-def mmengine_checkpoints_readable():
-    """Let mmengine read the checkpoints it writes (resuming, testing) under torch >= 2.6.
-
-    mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, whose default became
-    True in torch 2.6, and its checkpoints pickle the message hub (numpy arrays,
-    HistoryBuffer): every resume or test then fails (open-mmlab/mmengine#1655). Inside
-    this block the old default holds for calls that do not choose; ours do (pretrained
-    weights are read with ``weights_only=True`` unless the init_cfg says ``trusted=True``).
-    Nothing is changed when the user set either of torch's two switches.
-    """
-    switches = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    if any(switch in os.environ for switch in switches):
-        yield
-        return
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="let mmengine unpickle any object in the checkpoints it loads (load_from, --resume, "
+                        "Pretrained init_cfg of mmdet/mmseg modules); only for files you trust. Without it they "
+                        "are read as weights only, which this project's and mmengine's own checkpoints are")
 
 
 def load_config(args: argparse.Namespace) -> Config:

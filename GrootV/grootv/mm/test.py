@@ -13,7 +13,8 @@ import argparse
 
 from mmengine.runner import Runner
 
-from .launch import add_common_arguments, load_config, mmengine_checkpoints_readable
+from .launch import add_common_arguments, load_config
+from .safe_loading import trusted_checkpoints
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     runner = Runner.from_cfg(cfg)
-    with mmengine_checkpoints_readable():
+    with trusted_checkpoints(args.trust_checkpoint):
         return runner.test()
 
 

@@ -14,7 +14,8 @@ import argparse
 
 from mmengine.runner import Runner
 
-from .launch import add_common_arguments, load_config, mmengine_checkpoints_readable
+from .launch import add_common_arguments, load_config
+from .safe_loading import trusted_checkpoints
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> Runner:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
-    with mmengine_checkpoints_readable():
+    with trusted_checkpoints(args.trust_checkpoint):
         runner.train()
     return runner
 

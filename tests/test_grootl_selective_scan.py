@@ -94,6 +94,32 @@ def test_kernel_reads_any_strides(generator, one_thread):
         torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
+@compiled
+def test_results_do_not_depend_on_the_number_of_threads(generator):
+    problem = random_problem(generator, 3, 21, 150, 16)
+    args = op_arguments(*problem, 0.3)
+    grad_y = torch.randn(3, 21, 150, generator=generator)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(torch.ops.tree_scan_lan.selective_tree_scan(*args)
+                           + torch.ops.tree_scan_lan.selective_tree_scan_backward(grad_y, None, *args))
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
+def test_an_empty_batch(generator):
+    x, delta, A, B, C, D, tree = random_problem(generator, 0, 5, 3, 2, prompts=torch.zeros(0, dtype=torch.long))
+    x.requires_grad_(True)
+    y, final = tree_scan_lan.selective_tree_scan(x, delta, A, B, C, D, tree)
+    y.sum().backward()
+    assert y.shape == (0, 5, 3) and final.shape == (0, 3, 2) and x.grad.shape == (0, 5, 3)
+
+
 @pytest.mark.parametrize("with_tree", [True, False])
 def test_gradcheck_all_six_inputs_and_both_outputs(generator, one_thread, with_tree):
     x, delta, A, B, C, D, tree = random_problem(generator, 2, 6, 3, 2, torch.float64, prompts=torch.tensor([6, 4]))

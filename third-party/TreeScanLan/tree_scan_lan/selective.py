@@ -71,9 +71,9 @@ def selective_tree_scan(
     acc = _accumulation_dtype(x.dtype)
     delta = _checks.tensor("delta", delta, (x.dtype, acc), 3, "(B, L, d)")
     A = _checks.tensor("A", A, (acc,), 2, "(d, N)")
-    state = A.shape[1] if A.shape[0] == channels else None
-    if state is None:
+    if A.shape[0] != channels:
         raise ValueError(f"`A` must be (d, N) with d = {channels} (the channels of `x`); got {tuple(A.shape)}")
+    state = A.shape[1]
     B = _checks.tensor("B", B, (x.dtype,), 3, "(B, L, N)")
     C = _checks.tensor("C", C, (x.dtype,), 3, "(B, L, N)")
     D = _checks.tensor("D", D, (acc,), 1, "(d,)")

@@ -1,7 +1,7 @@
 """GrootL configuration: a Mamba configuration plus the tree-scan options (SPEC §4).
 
 GrootL adds no parameters to Mamba, so a GrootL checkpoint *is* a Mamba checkpoint: the
-configuration keeps ``model_type = "mamba"`` and only adds three fields, which stock
+configuration keeps ``model_type = "mamba"`` and only adds four fields, which stock
 ``MambaConfig`` ignores and which default to the paper's settings when a plain Mamba
 ``config.json`` is loaded.
 """
@@ -42,11 +42,16 @@ class GrootLMambaConfig(MambaConfig):
     contex_len_mode (`str`, *optional*, defaults to `"per_row"`):
         `"per_row"`: each row's tree uses that row's prompt length. `"batch_min"`: every row uses
         the smallest prompt length of the batch, which reproduces the original release.
+    fused_scan (`bool`, *optional*, defaults to `True`):
+        Run the chain and tree scans as one fused operator (`tree_scan_lan.selective_tree_scan`),
+        which never forms the `(batch, length, d_inner, d_state)` tensors. `False`: the unfused
+        path, which forms them (the reference twin; same results up to rounding).
     """
 
     tree_scale: float = 0.3
     use_tree: bool = True
     contex_len_mode: str = "per_row"
+    fused_scan: bool = True
 
     def __post_init__(self, **kwargs):
         if not math.isfinite(self.tree_scale):

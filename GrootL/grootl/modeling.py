@@ -13,6 +13,13 @@ checkpoint loads as it is. Inside :class:`GrootLMixer`, top to bottom:
 The edge between a vertex and its parent carries the child's ``roll(flip(A_bar), 1)`` weight,
 i.e. the decay of the token that follows the child, as in the release.
 
+By default (``config.fused_scan``) everything from ``u`` to ``y = C h + D x`` runs as one operator,
+``tree_scan_lan.selective_tree_scan``, which never forms the ``(B, L, d_inner, d_state)`` tensors
+(``u``, ``A_bar``, the states): they exist only inside its kernel, per block of channels. The
+tree's edge weights need the cosines of the ``u`` features, which factor as
+``u_t = (dt_t x_t) ⊗ B_t`` (see :meth:`GrootLMixer._fused_scan_prompt`). ``fused_scan=False``
+runs the unfused path above, the reference twin the tests compare against.
+
 Generation. Tokens after the prompt are bridges of the continuation chain in BOTH trees
 (every path from them to the prompt runs through their predecessor), so both scans obey
 ``s_t = A_bar_t s_{t-1} + u_t`` there, and their combination ``h = s1 + tree_scale * s2``
@@ -53,8 +60,8 @@ __all__ = ["GrootLMixer", "GrootLMambaBlock", "GrootLMambaModel", "GrootLMambaFo
 class GrootLMixer(MambaMixer):
     """Transformers' ``MambaMixer`` with the selective scan replaced by chain + tree scans.
 
-    Reads ``tree_scale``, ``use_tree`` and ``contex_len_mode`` from the config at every call
-    (a plain ``MambaConfig`` gives the paper's defaults), so they can be changed on a built model.
+    Reads ``tree_scale``, ``use_tree``, ``contex_len_mode`` and ``fused_scan`` from the config at
+    every call (a plain ``MambaConfig`` gives the defaults), so they can be changed on a built model.
     """
 
     @force_accelerate_hooks(["conv1d", "dt_proj"])
@@ -96,15 +103,18 @@ class GrootLMixer(MambaMixer):
             layout = PromptLayout.build(
                 contex_len, batch, seq_len, attention_mask, self._batch_min(), device=hidden_states.device
             )
-            states, final_state = self._scan_prompt(dt, A, B, x, layout)
-            y = self._read_out(states, C.flip(1), dtype).flip(1)
+            if self._fused_scan():
+                y, final_state = self._fused_scan_prompt(dt, A, B, C, x, layout)
+            else:
+                states, final_state = self._scan_prompt(dt, A, B, x, layout)
+                y = self._read_out(states, C.flip(1), dtype).flip(1) + x * self.D.float()
         else:
             states, final_state = self._continue(previous_state, dt, A, B, x)
-            y = self._read_out(states, C, dtype)
+            y = self._read_out(states, C, dtype) + x * self.D.float()
         if cache_params is not None:
             cache_params.update_recurrent_state(final_state, self.layer_idx)
 
-        y = (y + x * self.D.float()) * F.silu(gate.transpose(1, 2))
+        y = y * F.silu(gate.transpose(1, 2))
         return self.out_proj(y.to(dtype))
 
     # -- configuration -------------------------------------------------------------------
@@ -117,6 +127,9 @@ class GrootLMixer(MambaMixer):
 
     def _batch_min(self) -> bool:
         return getattr(self.config, "contex_len_mode", "per_row") == "batch_min"
+
+    def _fused_scan(self) -> bool:
+        return bool(getattr(self.config, "fused_scan", True))
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -151,20 +164,39 @@ class GrootLMixer(MambaMixer):
         states = h.transpose(1, 2).view(batch, seq_len, d_inner, self.ssm_state_size)
         return states, states[:, 0]
 
+    def _fused_scan_prompt(self, dt, A, B, C, x, layout: PromptLayout):
+        """What :meth:`_scan_prompt` and the read-out compute, by the fused operator: returns
+        ``y = C h + D x`` ``(B, L, d_inner)`` and the state at the last token ``(B, d_inner, N)``."""
+        tree, tree_scale = None, 0.0  # tree off: the chain alone, Mamba's scan
+        if self._use_tree():
+            tree_scale = self._tree_scale()
+            if layout.longest > 2:
+                # u_t = (dt_t x_t) ⊗ B_t, so the cosines of the u features come from these two
+                # factors without forming u.
+                factors = ((dt * x.float()).flip(1), B.float().flip(1))
+                tree = self._tree_order_of_factors(factors, layout)
+            # else: prompts of <= 2 tokens; tree=None makes the second tree the chain itself.
+        return tree_scan_lan.selective_tree_scan(x, dt, A, B, C, self.D.float(), tree, tree_scale)
+
     def _tree_order(self, u: torch.Tensor, layout: PromptLayout) -> tree_scan_lan.TreeOrder:
         """The language tree of every row (SPEC §1), over the flipped ``u = deltaB*x`` features."""
         batch, seq_len = u.shape[:2]
-        features = u.view(batch, seq_len, -1)
+        return self._tree_order_of_factors((u.view(batch, seq_len, -1),), layout)
+
+    def _tree_order_of_factors(self, factors, layout: PromptLayout) -> tree_scan_lan.TreeOrder:
+        """The language tree of every row over features given as the outer product of token-major
+        ``factors`` ``(B, L, C_k)`` of the flipped sequence (one factor: the features themselves)."""
+        batch = factors[0].shape[0]
         if layout.relabel is None:
-            tree = tree_scan_lan.language_tree(features.transpose(1, 2), layout.lengths)
+            tree = tree_scan_lan.language_tree_of_factors([f.transpose(1, 2) for f in factors], layout.lengths)
         else:
             # Left-padded rows: build the tree on the row with its pads moved behind its tokens
             # (there no pad is in a real token's subtree), then give the vertices their real places.
             # Rooted at vertex 0 again, every real token keeps its parent; the pads, whose input
             # is zero, add nothing to the real tokens.
             index = layout.relabel
-            compact = torch.gather(features, 1, index.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-            tree = tree_scan_lan.language_tree(compact.transpose(1, 2), layout.lengths)
+            compact = [torch.gather(f, 1, index.unsqueeze(-1).expand(-1, -1, f.shape[-1])) for f in factors]
+            tree = tree_scan_lan.language_tree_of_factors([f.transpose(1, 2) for f in compact], layout.lengths)
             tree = torch.gather(index, 1, tree.reshape(batch, -1)).view_as(tree)
         return tree_scan_lan.prepare(tree, validate=False)  # made here: no check needed
 

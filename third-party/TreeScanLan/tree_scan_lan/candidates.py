@@ -18,12 +18,23 @@ candidates whatever its prompt length, without reading P on the host.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import torch
 
 from tree_scan import _checks
 from tree_scan.ops import minimum_spanning_tree
 
-__all__ = ["prompt_lengths_tensor", "candidate_edges", "candidate_edge_weights", "language_tree", "chain_tree"]
+__all__ = [
+    "prompt_lengths_tensor",
+    "candidate_edges",
+    "candidate_edge_weights",
+    "candidate_edge_weights_of_factors",
+    "language_tree",
+    "language_tree_of_factors",
+    "chain_tree",
+]
 
 MAX_DISTANCE = 3
 
@@ -83,13 +94,46 @@ def candidate_edge_weights(features: torch.Tensor) -> torch.Tensor:
     Slots without an edge get a weight too; their self-loops are never chosen.
     """
     features = _checks.tensor("features", features, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
-    tokens = features.transpose(1, 2).to(torch.promote_types(features.dtype, torch.float32))
-    batch, length, _ = tokens.shape
-    inverse_norm = 1.0 / torch.linalg.vector_norm(tokens, dim=-1).clamp_min(1e-8)
-    weights = tokens.new_zeros(batch, max(length - 1, 0), MAX_DISTANCE)
+    return _cosine_edge_weights([features])
+
+
+def candidate_edge_weights_of_factors(factors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`candidate_edge_weights` of features that are outer products, without forming them.
+
+    Token ``t``'s feature is ``vec(f1_t ⊗ f2_t ⊗ ...)`` for the factors ``fk (B, Ck, L)``.
+    The dot product of two such vectors is the product of their factors' dot products, and
+    the norm the product of the factors' norms; the cosine (with the same ``1e-8`` clamp of
+    the norm) thus costs ``sum Ck`` instead of ``prod Ck`` per token. GrootL's ``deltaB * x``
+    features are ``(delta x) ⊗ B``: ``d_inner + d_state`` instead of ``d_inner x d_state``.
+
+    The values equal those of the formed features up to rounding (the sums run in another
+    order), so the minimum spanning tree is the same except where two candidate weights
+    lie within rounding of each other. Exact ties of the formed features stay exact here
+    when they come from equal factors (identical tokens, or zero tokens such as pads,
+    whose cosine is exactly 0 both ways), and are broken by edge index as there.
+    """
+    if not isinstance(factors, (list, tuple)) or not factors:
+        raise TypeError(f"`factors` must be a non-empty list of (B, C, L) tensors; got {type(factors).__name__}")
+    factors = [_checks.tensor(f"factors[{k}]", f, _checks.FLOAT_DTYPES, 3, "(B, C, L)") for k, f in enumerate(factors)]
+    for k, f in enumerate(factors[1:], 1):
+        if f.shape[0] != factors[0].shape[0] or f.shape[2] != factors[0].shape[2]:
+            raise ValueError(
+                f"`factors[{k}]` must have the batch and length of `factors[0]` "
+                f"({factors[0].shape[0]}, ., {factors[0].shape[2]}); got {tuple(f.shape)}"
+            )
+    return _cosine_edge_weights(factors)
+
+
+def _cosine_edge_weights(factors: list[torch.Tensor]) -> torch.Tensor:
+    dtype = functools.reduce(torch.promote_types, [f.dtype for f in factors], torch.float32)
+    tokens = [f.transpose(1, 2).to(dtype) for f in factors]
+    batch, length, _ = tokens[0].shape
+    norm = functools.reduce(torch.mul, [torch.linalg.vector_norm(t, dim=-1) for t in tokens])
+    inverse_norm = 1.0 / norm.clamp_min(1e-8)
+    weights = tokens[0].new_zeros(batch, max(length - 1, 0), MAX_DISTANCE)
     for d in range(1, MAX_DISTANCE + 1):
         if length > d:
-            dot = torch.einsum("blc,blc->bl", tokens[:, :-d], tokens[:, d:])
+            dot = functools.reduce(torch.mul, [torch.einsum("blc,blc->bl", t[:, :-d], t[:, d:]) for t in tokens])
             weights[:, : length - d, d - 1] = torch.exp(-(dot * inverse_norm[:, :-d] * inverse_norm[:, d:]))
     return weights.reshape(batch, MAX_DISTANCE * max(length - 1, 0))
 
@@ -105,11 +149,22 @@ def language_tree(features: torch.Tensor, prompt_lengths) -> torch.Tensor:
     Returns ``(B, L-1, 2)`` int64 tree edges. No gradient flows through the tree.
     """
     features = _checks.tensor("features", features, _checks.FLOAT_DTYPES, 3, "(B, C, L)")
-    batch, _, length = features.shape
     with torch.no_grad():
-        edges = candidate_edges(length, prompt_lengths_tensor(prompt_lengths, batch, features.device))
-        weights = candidate_edge_weights(features.detach())
-        return minimum_spanning_tree(edges, weights, length, validate=False)  # edges made here
+        return _candidate_tree(candidate_edge_weights(features.detach()), features.shape[2], prompt_lengths)
+
+
+def language_tree_of_factors(factors: Sequence[torch.Tensor], prompt_lengths) -> torch.Tensor:
+    """:func:`language_tree` of outer-product features given by their factors ``(B, Ck, L)``
+    (see :func:`candidate_edge_weights_of_factors`; GrootL: ``[delta x, B]``)."""
+    with torch.no_grad():
+        weights = candidate_edge_weights_of_factors(factors)
+        return _candidate_tree(weights, factors[0].shape[2], prompt_lengths)
+
+
+def _candidate_tree(weights: torch.Tensor, length: int, prompt_lengths) -> torch.Tensor:
+    batch = weights.shape[0]
+    edges = candidate_edges(length, prompt_lengths_tensor(prompt_lengths, batch, weights.device))
+    return minimum_spanning_tree(edges, weights, length, validate=False)  # edges made here
 
 
 def chain_tree(batch: int, seq_len: int, device=None) -> torch.Tensor:

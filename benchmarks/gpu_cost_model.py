@@ -12,9 +12,10 @@ and of smooth guides; GrootL's chain and language trees), plans them with
     round, one prefix scan of log2(BLOCK_N) steps and one carry per chunk of BLOCK_N
     elements — against the old CUDA kernel's one thread per (image, channel) walking all
     V vertices four times (all-roots forward; three times causal);
-  * bytes: what the kernel reads and writes (inputs, scratch, outputs, the plan), from the
-    plan's actual element counts, against the floor (inputs read once, output written
-    once) and the time that floor takes at the H200's 4.3 TB/s.
+  * bytes: what the kernel reads and writes in device memory (inputs, scratch, outputs,
+    the plan once per image: its other channel blocks find it in L2), from the plan's
+    actual element counts, against the floor (inputs read once, output written once) and
+    the time that floor takes at the H200's 4.3 TB/s.
 
 The tile sizes are those ``triton_scan.tile_sizes`` picks on an H200 (132 multiprocessors).
 
@@ -153,7 +154,9 @@ def scan_costs(stats: dict, batch: int, channels: int, length: int, all_roots: b
     up += values * (length if all_roots else heads)  # scratch: every vertex, or the heads (causal)
     up += 0 if all_roots else values * length  # causal: the output
     down = values * (length + length + heads + entries + length) if all_roots else 0  # w, a, parents, kept, out
-    plan = programs * stats["elements"] * 6 * 4  # 4 int32 rows + the next element's kind and vertex
+    # The plan: 4 int32 rows (and the next element's kind and vertex) per element, read from
+    # memory once per image; every further channel block of the image reads it from L2.
+    plan = batch * stats["elements"] * 6 * 4
     floor = 3 * values * length
     return {"block": f"{block_c}×{block_n}", "programs": programs, "steps": steps,
             "bytes": up + down + plan, "floor": floor}

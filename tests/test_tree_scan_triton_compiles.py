@@ -19,6 +19,7 @@ import torch
 
 import tree_scan
 from tree_scan import triton_plan, triton_scan
+from tree_scan_lan import triton_selective
 
 pytestmark = pytest.mark.skipif(not triton_scan.INTERPRETING, reason="records launches in Triton's interpreter")
 
@@ -27,8 +28,8 @@ TRITON_TYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.bfloat16: "b
 
 
 def recorded_launches(monkeypatch) -> list[dict]:
-    """Runs a plan and both scans (forward and backward, three dtypes) and records every
-    kernel launch as (module, kernel, argument types, constexpr values)."""
+    """Runs a plan, both scans and GrootL's fused scan (forward and backward, three dtypes)
+    and records every kernel launch as (module, kernel, argument types, constexpr values)."""
     launches = []
 
     class Recorder:
@@ -59,7 +60,7 @@ def recorded_launches(monkeypatch) -> list[dict]:
             constexpr_names = {p.name for p in parameters if "constexpr" in str(p.annotation)}
             return launch
 
-    for module in (triton_scan, triton_plan):
+    for module in (triton_scan, triton_plan, triton_selective):
         for name in dir(module):
             kernel = getattr(module, name)
             if name.endswith("_kernel") and hasattr(kernel, "arg_names"):
@@ -73,6 +74,13 @@ def recorded_launches(monkeypatch) -> list[dict]:
         w = torch.rand(2, 5, 40, dtype=dtype, requires_grad=True)
         for scan in (triton_scan.tree_scan, triton_scan.tree_scan_causal):
             scan(x, w, order).sum().backward()
+        acc = torch.float64 if dtype == torch.float64 else torch.float32
+        x, B, C = torch.randn(2, 40, 3, dtype=dtype), torch.randn(2, 40, 16, dtype=dtype), torch.randn(2, 40, 16,
+                                                                                                        dtype=dtype)
+        delta, A, D = torch.rand(2, 40, 3, dtype=acc), -torch.rand(3, 16, dtype=acc), torch.rand(3, dtype=acc)
+        for plan in (list(order.layout), None):
+            y, final = triton_selective.forward(x, delta, A, B, C, D, plan, 0.3)
+            triton_selective.backward(y, final, x, delta, A, B, C, D, plan, 0.3)
     unique = {json.dumps(launch, sort_keys=True) for launch in launches}
     return [json.loads(launch) for launch in sorted(unique)]
 
@@ -80,7 +88,8 @@ def recorded_launches(monkeypatch) -> list[dict]:
 def test_every_kernel_variant_compiles_for_sm90(monkeypatch, tmp_path):
     launches = recorded_launches(monkeypatch)
     assert {launch["kernel"] for launch in launches} >= {"_scan_forward_kernel", "_scan_backward_kernel",
-                                                        "_doubling_kernel", "_elements_kernel"}
+                                                        "_doubling_kernel", "_elements_kernel",
+                                                        "_selective_forward_kernel", "_selective_backward_kernel"}
     script = textwrap.dedent(
         """
         import importlib, json, sys

@@ -5,10 +5,12 @@ The schemas and the CPU kernel come from the compiled extension ``tree_scan._C``
 from Python: fake implementations (``torch.compile``, meta tensors) and the autograd formula,
 which calls the backward operator.
 
+CUDA tensors are served by the Triton kernels of :mod:`tree_scan_lan.triton_selective`.
+
 Importing never fails because a compiled piece is missing. Without ``_C`` (or with a ``_C``
 built before these operators existed) the same schemas are defined here and served by
-:mod:`tree_scan_lan.selective_reference` on every device; devices without a kernel of their
-own (CUDA, until its kernel is registered) get the reference too. A warning says so once.
+:mod:`tree_scan_lan.selective_reference` on the CPU (and on CUDA where Triton is missing).
+A warning says so once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import warnings
 import torch
 from tree_scan import _library as _tree_scan_library  # loads tree_scan._C, which defines these operators
 
-from . import selective_reference
+from . import selective_reference, triton_selective
 
 # Must equal the schemas in csrc/lan_ops.cpp (tests/test_grootl_selective_scan.py checks).
 SCHEMAS = {
@@ -66,11 +68,16 @@ if not _compiled():
     BACKEND = "reference"
 else:
     BACKEND = "cpu"
-    if not torch._C._dispatch_has_kernel_for_dispatch_key("tree_scan_lan::selective_tree_scan", "CUDA"):
-        _cuda_fallback = torch.library.Library("tree_scan_lan", "IMPL")
-        _python_libraries.append(_cuda_fallback)
-        for _name in SCHEMAS:
-            _cuda_fallback.impl(_name, REFERENCE_KERNELS[_name], "CUDA")
+
+# CUDA tensors: the Triton kernels (triton_selective.py); where Triton is missing, the reference.
+_cuda_kernels = torch.library.Library("tree_scan_lan", "IMPL")
+_python_libraries.append(_cuda_kernels)
+if triton_selective.AVAILABLE:
+    _cuda_kernels.impl("selective_tree_scan", triton_selective.selective_tree_scan, "CUDA")
+    _cuda_kernels.impl("selective_tree_scan_backward", triton_selective.selective_tree_scan_backward, "CUDA")
+elif BACKEND != "reference":
+    for _name in SCHEMAS:
+        _cuda_kernels.impl(_name, REFERENCE_KERNELS[_name], "CUDA")
 
 
 # ---------------------------------------------------------------------------------------

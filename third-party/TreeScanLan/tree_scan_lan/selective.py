@@ -59,7 +59,9 @@ def selective_tree_scan(
             itself (prompts of <= 2 tokens), i.e. ``h = (1 + tree_scale) scan_chain``. For
             Mamba's scan alone pass ``tree=None, tree_scale=0``.
         tree_scale: weight of the tree scan (the paper's 0.3).
-        tree_plan: extra per-tree tensors for device kernels (the CPU kernel ignores them).
+        tree_plan: the tree's heavy-path plan for the GPU kernel, ``[elements, rounds]``
+            (default: ``tree.layout``, made by ``tree_scan_lan.prepare`` on a GPU; where there
+            is none, the GPU kernel makes it from ``tree.parent``). The CPU kernel ignores it.
 
     Returns:
         ``y (B, L, d)`` in the dtype of ``x`` (accumulated in float32 at least) and the state
@@ -103,6 +105,8 @@ def selective_tree_scan(
                 f"`tree` must be a tree_scan.TreeOrder (from tree_scan_lan.bfs) or None; got {type(tree).__name__}"
             )
         order, parent = tree.order, tree.parent
+        if tree_plan is None and tree.layout is not None:
+            tree_plan = list(tree.layout)
         for name, part in (("tree.order", order), ("tree.parent", parent)):
             _checks.tensor(name, part, (torch.int64,), 2, "(B, L)")
             if tuple(part.shape) != (batch, length):

@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -71,3 +73,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_in_python_without(modules: tuple[str, ...], body: str) -> None:
+    """Runs ``body`` (Python source that prints "ok" when it passes) in a fresh interpreter,
+    from the repository root, where importing any of ``modules`` or their submodules fails:
+    a machine without them."""
+    preamble = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class Hidden(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if any(name == m or name.startswith(m + ".") for m in {tuple(modules)!r}):
+                    raise ImportError("hidden by the test")
+
+        sys.meta_path.insert(0, Hidden())
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", preamble + textwrap.dedent(body)], cwd=root, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.fixture
+def code_ran_marker(tmp_path):
+    """A path that a hostile pickle creates when unpickled: it must still not exist at the end."""
+    path = tmp_path / "the_file_ran_code"
+    yield path
+    assert not path.exists(), "unpickling the checkpoint ran its code"

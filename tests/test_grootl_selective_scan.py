@@ -2,10 +2,6 @@
 a brute-force loop over SPEC §4, the unfused reference (``tree_scan_lan.selective_reference``),
 and, inside the model, the unfused mixer path (``fused_scan=False``)."""
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -19,6 +15,7 @@ from grootl.lm_eval_model import GrootLEvalModel
 from grootl.modeling import GrootLMambaForCausalLM, GrootLMixer
 from grootl.testing import tiny_mamba_config, train_tokenizer
 
+from conftest import run_in_python_without
 from selective_scan_brute_force import brute_force, random_problem
 
 compiled = pytest.mark.skipif(_library.BACKEND == "reference", reason="the extension is not built")
@@ -198,16 +195,10 @@ def test_kernel_rejects_an_order_that_is_not_a_bfs(generator):
 
 
 def test_without_the_extension_the_reference_serves_the_operator():
-    script = textwrap.dedent(
+    run_in_python_without(
+        ("tree_scan._C",),
         """
-        import importlib.abc, sys, warnings
-
-        class RefuseCompiledKernels(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "tree_scan._C":
-                    raise ImportError("hidden by the test")
-
-        sys.meta_path.insert(0, RefuseCompiledKernels())
+        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import tree_scan_lan
@@ -226,12 +217,8 @@ def test_without_the_extension_the_reference_serves_the_operator():
             inputs = [v.clone().requires_grad_(True) for v in (x, delta, A, B, C, D)]
             assert torch.autograd.gradcheck(lambda *a: tree_scan_lan.selective_tree_scan(*a, t, 0.3), inputs)
         print("ok")
-        """
+        """,
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,16 +31,9 @@ SWITCHES = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
 
 
 @pytest.fixture
-def marker(tmp_path):
-    path = tmp_path / "the_file_ran_code"
-    yield path
-    assert not path.exists(), "unpickling the checkpoint ran its code"
-
-
-@pytest.fixture
-def hostile(tmp_path, marker):
-    """Shaped like an mmengine checkpoint, plus an object that creates ``marker``."""
-    return write_hostile_checkpoint(tmp_path / "hostile.pth", marker, {"state_dict": {}, "meta": {"iter": 1}})
+def hostile(tmp_path, code_ran_marker):
+    """Shaped like an mmengine checkpoint, plus an object that creates ``code_ran_marker``."""
+    return write_hostile_checkpoint(tmp_path / "hostile.pth", code_ran_marker, {"state_dict": {}, "meta": {"iter": 1}})
 
 
 @pytest.fixture
@@ -115,7 +108,7 @@ def test_own_checkpoints_load_and_the_trust_switch_is_scoped(config, tmp_path, m
     state = torch.load(checkpoint, weights_only=False)
     state["meta"]["note"] = Fraction(1, 3)
     torch.save(state, other)
-    with pytest.raises(UnreadableCheckpointError, match=rf"other\.pth.*fractions.Fraction.*--trust-checkpoint"):
+    with pytest.raises(UnreadableCheckpointError, match=r"other\.pth.*fractions.Fraction.*--trust-checkpoint"):
         test_entry.main([path, str(other), "--work-dir", str(tmp_path / "test")])
     assert "mIoU" in test_entry.main([path, str(other), "--work-dir", str(tmp_path / "test"), "--trust-checkpoint"])
     with safe_loading.trusted_checkpoints():

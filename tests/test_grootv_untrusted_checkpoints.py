@@ -35,17 +35,10 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture
-def marker(tmp_path):
-    path = tmp_path / "the_file_ran_code"
-    yield path
-    assert not path.exists(), "unpickling the checkpoint ran its code"
-
-
-@pytest.fixture
-def hostile(tmp_path, marker):
-    """A training checkpoint of the tiny model, plus an object that creates ``marker``."""
+def hostile(tmp_path, code_ran_marker):
+    """A training checkpoint of the tiny model, plus an object that creates ``code_ran_marker``."""
     state = GrootV(**TINY).state_dict()
-    return write_hostile_checkpoint(tmp_path / "hostile.pth", marker, {"model": state, "epoch": 0, "optimizer": {}})
+    return write_hostile_checkpoint(tmp_path / "hostile.pth", code_ran_marker, {"model": state, "epoch": 0, "optimizer": {}})
 
 
 def release_checkpoint(path, model: torch.nn.Module) -> dict:
@@ -54,18 +47,18 @@ def release_checkpoint(path, model: torch.nn.Module) -> dict:
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_the_hostile_file_does_run_code_when_trusted(tmp_path, legacy):
-    """The bait works: plain unpickling creates the marker (so the tests below test something)."""
-    marker = tmp_path / "ran"
-    path = write_hostile_checkpoint(tmp_path / "x.pth", marker, {"epoch": 0}, legacy=legacy)
+    """The bait works: plain unpickling creates the code_ran_marker (so the tests below test something)."""
+    code_ran_marker = tmp_path / "ran"
+    path = write_hostile_checkpoint(tmp_path / "x.pth", code_ran_marker, {"epoch": 0}, legacy=legacy)
     torch.load(path, weights_only=False)
-    assert marker.is_dir()
+    assert code_ran_marker.is_dir()
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_load_checkpoint_refuses(tmp_path, marker, legacy):
-    path = write_hostile_checkpoint(tmp_path / "h.pth", marker, {"model": GrootV(**TINY).state_dict()},
+def test_load_checkpoint_refuses(tmp_path, code_ran_marker, legacy):
+    path = write_hostile_checkpoint(tmp_path / "h.pth", code_ran_marker, {"model": GrootV(**TINY).state_dict()},
                                     legacy=legacy)
-    with pytest.raises(UnreadableCheckpointError, match=rf"h\.pth.*posix.mkdir.*trusted=True"):
+    with pytest.raises(UnreadableCheckpointError, match=r"h\.pth.*posix.mkdir.*trusted=True"):
         grootv.load_checkpoint(GrootV(**TINY), path)
 
 

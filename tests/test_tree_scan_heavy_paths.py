@@ -8,7 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import tree_scan
 from tree_scan import heavy_paths
-from tree_scan.heavy_paths import ENTRY, HEAD, KIND, LINK, PADDING, PATH_VERTEX, SLOT, VERTEX
+from tree_scan.heavy_paths import ENTRY, HEAD, KIND, PADDING, PATH_VERTEX
 
 
 def rows_of_children(tree: torch.Tensor, parent: list[int]) -> list[int]:

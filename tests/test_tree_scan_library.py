@@ -1,12 +1,9 @@
 """Operator registration: schemas, and the fall-back to the reference when no kernel is compiled."""
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from conftest import run_in_python_without
 
 import tree_scan
 from tree_scan import _library
@@ -20,16 +17,10 @@ def test_python_schemas_equal_the_compiled_ones():
 
 
 def test_without_the_extension_the_reference_serves_every_operator():
-    script = textwrap.dedent(
+    run_in_python_without(
+        ("tree_scan._C",),
         """
-        import importlib.abc, sys, warnings
-
-        class RefuseCompiledKernels(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "tree_scan._C":
-                    raise ImportError("hidden by the test")
-
-        sys.meta_path.insert(0, RefuseCompiledKernels())
+        import warnings
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             import tree_scan
@@ -53,12 +44,8 @@ def test_without_the_extension_the_reference_serves_every_operator():
             assert torch.allclose(scan(x, w, order), want)
             assert torch.autograd.gradcheck(lambda a, b: scan(a, b, order), (x, w))
         print("ok")
-        """
+        """,
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
 
 
 def test_every_public_function_runs_on_meta_tensors():

@@ -5,15 +5,11 @@ TRITON_INTERPRET=1): the kernels a GPU compiles, executed step by step. With a G
 tests run them on it.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import brute_force as bf
 import pytest
 import torch
-from conftest import requires_cuda
+from conftest import requires_cuda, run_in_python_without
 from test_tree_scan_heavy_paths import trees_of
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -243,16 +239,9 @@ def test_default_gpu_calls_do_not_synchronise(generator):
 
 
 def test_without_triton_the_cpu_path_works_and_gpu_calls_say_what_to_install():
-    script = textwrap.dedent(
+    run_in_python_without(
+        ("triton",),
         """
-        import importlib.abc, sys
-
-        class NoTriton(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "triton" or name.startswith("triton."):
-                    raise ImportError("hidden by the test")
-
-        sys.meta_path.insert(0, NoTriton())
         import torch, tree_scan
         from tree_scan import triton_scan
         assert not triton_scan.AVAILABLE
@@ -264,9 +253,5 @@ def test_without_triton_the_cpu_path_works_and_gpu_calls_say_what_to_install():
         except RuntimeError as error:
             assert "pip install triton" in str(error), error
             print("ok")
-        """
+        """,
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"

@@ -52,6 +52,16 @@ REFERENCE_KERNELS = {
 _python_libraries: list[torch.library.Library] = []
 
 
+def define_reference_operators(namespace: str, schemas: dict[str, str], kernels: dict) -> None:
+    """Defines ``namespace``'s operators from Python, each served by its plain-PyTorch kernel
+    on every device: what stands in for a compiled library that is missing."""
+    definitions = torch.library.Library(namespace, "DEF")
+    _python_libraries.append(definitions)
+    for name, schema in schemas.items():
+        definitions.define(schema)
+        definitions.impl(name, kernels[name], "CompositeExplicitAutograd")
+
+
 def _load_compiled() -> str | None:
     """Imports ``_C``; returns why it could not be imported, or None."""
     try:
@@ -74,11 +84,7 @@ if _compile_error is not None:
         RuntimeWarning,
         stacklevel=2,
     )
-    _definitions = torch.library.Library("tree_scan", "DEF")
-    _python_libraries.append(_definitions)
-    for _name, _schema in SCHEMAS.items():
-        _definitions.define(_schema)
-        _definitions.impl(_name, REFERENCE_KERNELS[_name], "CompositeExplicitAutograd")
+    define_reference_operators("tree_scan", SCHEMAS, REFERENCE_KERNELS)
     BACKEND = "reference"
 else:
     BACKEND = "cuda" if _has_kernel("bfs", "CUDA") else "cpu"

@@ -22,7 +22,8 @@ from typing import NamedTuple, Union
 import torch
 from torch.autograd import forward_ad
 
-from . import _checks, _library, heavy_paths, triton_scan  # _library registers torch.ops.tree_scan
+from . import _checks, heavy_paths, triton_scan
+from . import _library  # noqa: F401  (registers torch.ops.tree_scan)
 from .heavy_paths import ScanLayout
 
 __all__ = ["TreeOrder", "minimum_spanning_tree", "bfs", "prepare", "chain", "tree_scan", "tree_scan_causal"]

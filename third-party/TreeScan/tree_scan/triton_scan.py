@@ -91,6 +91,20 @@ if AVAILABLE:
         return vertex, slot, link, kind
 
     @triton.jit
+    def _upward_chunk(plan, plan_b, plan_row, b, start, end, high, lanes):
+        """The elements [max(start, high - BLOCK_N), high) of a round, last first (the recurrence
+        towards the head is then a forward scan), and what follows each: (k, valid, vertex,
+        slot, link, kind, next_vertex, next_kind, is_vertex, is_entry)."""
+        k = high - 1 - lanes
+        valid = k >= start
+        vertex, slot, link, kind = _element_rows(plan, plan_b, plan_row, b, k, valid)
+        has_next = valid & (k + 1 < end)
+        next_vertex, _, _, next_kind = _element_rows(plan, plan_b, plan_row, b, k + 1, has_next)
+        is_vertex = valid & ((kind == _HEAD) | (kind == _PATH_VERTEX))
+        is_entry = valid & (kind == _ENTRY)
+        return k, valid, vertex, slot, link, kind, next_vertex, next_kind, is_vertex, is_entry
+
+    @triton.jit
     def _round_bounds(rounds, rounds_b, b, d):
         start = tl.load(rounds + b.to(tl.int64) * rounds_b + d)
         end = tl.load(rounds + b.to(tl.int64) * rounds_b + d + 1)
@@ -119,16 +133,9 @@ if AVAILABLE:
             start, end = _round_bounds(rounds, rounds_b, b, num_rounds - 1 - r)
             carry = tl.zeros([BLOCK_C], ACC)
             for i in range(tl.cdiv(end - start, BLOCK_N)):
-                # From the end of the round backwards, elements in reverse order, so that
-                # the recurrence towards the head is a forward scan over the chunk.
-                high = end - i * BLOCK_N
-                k = high - 1 - lanes
-                valid = k >= start
-                vertex, slot, link, kind = _element_rows(plan, plan_b, plan_row, b, k, valid)
-                has_next = valid & (k + 1 < end)
-                next_vertex, _, _, next_kind = _element_rows(plan, plan_b, plan_row, b, k + 1, has_next)
-                is_vertex = (kind == _HEAD) | (kind == _PATH_VERTEX)
-                is_entry = kind == _ENTRY
+                high = end - i * BLOCK_N  # from the end of the round backwards
+                k, valid, vertex, slot, link, kind, next_vertex, next_kind, is_vertex, is_entry = _upward_chunk(
+                    plan, plan_b, plan_row, b, start, end, high, lanes)
                 own = channel_ok[:, None] & is_vertex[None, :]
                 entry = channel_ok[:, None] & is_entry[None, :]
                 value = _gather(src, src_row, src_l, vertex, own).to(ACC)

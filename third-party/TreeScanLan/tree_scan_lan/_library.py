@@ -60,11 +60,7 @@ if not _compiled():
             RuntimeWarning,
             stacklevel=2,
         )
-    _definitions = torch.library.Library("tree_scan_lan", "DEF")
-    _python_libraries.append(_definitions)
-    for _name, _schema in SCHEMAS.items():
-        _definitions.define(_schema)
-        _definitions.impl(_name, REFERENCE_KERNELS[_name], "CompositeExplicitAutograd")
+    _tree_scan_library.define_reference_operators("tree_scan_lan", SCHEMAS, REFERENCE_KERNELS)
     BACKEND = "reference"
 else:
     BACKEND = "cpu"

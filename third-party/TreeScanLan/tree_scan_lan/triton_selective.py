@@ -28,7 +28,15 @@ from tree_scan.triton_scan import AVAILABLE, INTERPRETING, triton
 if AVAILABLE:
     import triton.language as tl
 
-    from tree_scan.triton_scan import _ENTRY, _HEAD, _PATH_VERTEX, _element_rows, _linear_step, _round_bounds
+    from tree_scan.triton_scan import (
+        _ENTRY,
+        _HEAD,
+        _PATH_VERTEX,
+        _element_rows,
+        _linear_step,
+        _round_bounds,
+        _upward_chunk,
+    )
 
 __all__ = ["forward", "backward", "selective_tree_scan", "selective_tree_scan_backward"]
 
@@ -126,13 +134,8 @@ if AVAILABLE:
             carry = tl.zeros([BLOCK_D * NP], ACC)
             for i in range(tl.cdiv(end - start, BLOCK_N)):
                 high = end - i * BLOCK_N
-                k = high - 1 - lanes
-                valid = k >= start
-                vertex, slot, link, kind = _element_rows(plan, plan_b, plan_row, b, k, valid)
-                has_next = valid & (k + 1 < end)
-                next_vertex, _, _, next_kind = _element_rows(plan, plan_b, plan_row, b, k + 1, has_next)
-                is_vertex = valid & ((kind == _HEAD) | (kind == _PATH_VERTEX))
-                is_entry = valid & (kind == _ENTRY)
+                k, valid, vertex, slot, link, kind, next_vertex, next_kind, is_vertex, is_entry = _upward_chunk(
+                    plan, plan_b, plan_row, b, start, end, high, lanes)
                 token = length - 1 - vertex
                 xs, dts, bs = _token_values(x, dt, Bm, b64, token, is_vertex, d, n, channel_ok,
                                             x_b, x_l, x_d, dt_b, dt_l, dt_d, B_b, B_l, B_n, ACC)
@@ -141,8 +144,8 @@ if AVAILABLE:
                                   mask=channel_ok[:, None] & is_entry[None, :], other=0.0, cache_modifier=".cg")
                 value = dts * xs * bs + _decay(dt, b64, token + 1, is_entry, d, channel_ok, a,
                                                dt_b, dt_l, dt_d) * subtree
-                step = _decay(dt, b64, length - next_vertex, has_next & (next_kind == _PATH_VERTEX), d,
-                              channel_ok, a, dt_b, dt_l, dt_d)
+                step = _decay(dt, b64, length - next_vertex, next_kind == _PATH_VERTEX, d, channel_ok, a,
+                              dt_b, dt_l, dt_d)
                 step = tl.where((next_kind == _ENTRY)[None, :], 1.0, step)
                 value = tl.where((lanes == 0)[None, :], value + step * carry[:, None], value)
                 _, h = tl.associative_scan((step, value), 1, _linear_step)

@@ -174,6 +174,29 @@ def old_kernel_costs(batch: int, channels: int, length: int, all_roots: bool) ->
             "bytes": touches * values + batch * length * (8 + 4)}
 
 
+def fused_selective_costs(batch: int, length: int, inner: int, state: int, stats: dict) -> str:
+    """GrootL's fused selective tree scan (tree_scan_lan.triton_selective), forward, float32:
+    the device-memory bytes of its two passes (chain, tree) against the floor, and against the
+    unfused path, which forms u, the decays and the states (B, L, d, N) per scan."""
+    from tree_scan_lan import triton_selective
+
+    block_d, padded, block_n = triton_selective._tiles(state, torch.device("cuda"))
+    per_d = batch * length * inner * FLOAT  # one (B, L, d) float32 tensor
+    per_n = batch * length * state * FLOAT
+    # chain: x, delta read, y written; tree: x, delta read again, y read and written; y to its dtype
+    fused = 2 * per_d + per_d + 2 * per_d + 2 * per_d + per_d + 2 * per_n
+    floor = 3 * per_d + 2 * per_n  # x, delta, B, C read once, y written once
+    full = batch * length * inner * state * FLOAT
+    # unfused: u and the decays formed (2 writes), each scan reads them and writes its states
+    # (2 x 3), the sum and the read-out read the states (3)
+    unfused = 2 * full + 6 * full + 3 * full
+    chunks = math.ceil(length / block_n) + torch.ceil(stats["per_round"].double() / block_n).sum(1).max().item()
+    steps = chunks * (math.log2(block_n) + 1)
+    return (f"| GrootL, B = {batch}, L = {length:,}, d_inner = {inner:,}, N = {state} | {block_d}×{padded}×{block_n} "
+            f"| {steps:,.0f} | {human_bytes(fused)} | {human_bytes(floor)} | {microseconds(floor)} "
+            f"| {fused / floor:.1f}× | {human_bytes(unfused)} |")
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000:
@@ -200,7 +223,7 @@ def main() -> None:
     features = torch.randn(args.samples, 64, tokens, generator=generator)
     language = tree_scan_lan.language_tree(features, torch.randint(tokens // 4, tokens, (args.samples,),
                                                                    generator=generator))
-    shapes.append((f"{name} chain", batch, channels, tokens,
+    shapes.append((f"{name} chain (tree_scan.chain: planned once per length)", batch, channels, tokens,
                    lambda: tree_scan_lan.chain_tree(args.samples, tokens), False))
     shapes.append((f"{name} tree", batch, channels, tokens, lambda: language, False))
 
@@ -234,6 +257,14 @@ def main() -> None:
           "| plan: launches | plan: bytes touched, batch | at 4.3 TB/s |")
     print("|" + "---|" * 6)
     print("\n".join(building))
+    print()
+    print("| fused selective tree scan, forward | tile d×N×tokens | sequential steps of a program | bytes "
+          "| floor | floor at 4.3 TB/s | ÷ floor | unfused path's bytes |")
+    print("|" + "---|" * 8)
+    for inner, length, batch in ((1536, 512, 8), (4096, 2048, 1)):
+        features = torch.randn(args.samples, 64, length, generator=generator)
+        tree = tree_scan_lan.language_tree(features, torch.full((args.samples,), length // 2))
+        print(fused_selective_costs(batch, length, inner, 16, plan_statistics(tree, length)))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def check_against_reference(kind, x, weight, order, generator, tolerance):
     wide = (x.double().cpu(), weight.double().cpu(), order.order.cpu(), order.parent.cpu())
     assert relative_error(got, scan_reference(*wide)) < tolerance
     grad_out = torch.randn(x.shape, generator=generator, dtype=torch.float64)
-    layout = triton_scan.layout_of(order, x.shape[-1])
+    layout = triton_scan.layout_of(order)
     got_grads = torch.ops.tree_scan.heavy_path_scan_backward(grad_out.to(x.device, x.dtype), x, weight,
                                                               layout.elements, layout.rounds, all_roots)
     for g, w in zip(got_grads, backward_reference(grad_out.to(x.dtype).double(), *wide)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .triton_scan import AVAILABLE, INTERPRETING, triton
+from .triton_scan import AVAILABLE, launchable, triton
 
 if AVAILABLE:
     import triton.language as tl
@@ -269,8 +269,8 @@ if AVAILABLE:
 
 
 def _launch(kernel, grid):
-    """``kernel[grid]``, wrapped for torch.compile on a GPU (the interpreter's kernels cannot be)."""
-    return (kernel if INTERPRETING else torch.library.wrap_triton(kernel))[grid]
+    """``kernel[grid]`` (one place for every launch of the plan: benchmarks/gpu_cost_model.py counts them)."""
+    return launchable(kernel)[grid]
 
 
 def plan(rows: torch.Tensor, num_vertices: int, preferred: torch.Tensor):

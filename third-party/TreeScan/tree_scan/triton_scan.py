@@ -31,6 +31,7 @@ chunk, over at most floor(log2 V) + 1 rounds (docs/performance.md counts them).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -57,7 +58,7 @@ _MISSING_TRITON = (
 )
 
 
-def layout_of(tree, length: int) -> ScanLayout:
+def layout_of(tree) -> ScanLayout:
     """The heavy-path plan of ``tree`` (a :class:`tree_scan.TreeOrder`), computed if it carries none."""
     if tree.layout is not None:
         return tree.layout
@@ -288,20 +289,21 @@ _tile_override: tuple[int, int] | None = None
 _WARPS = 8
 
 
-class tiles:
+@contextlib.contextmanager
+def tiles(block_c: int, block_n: int):
     """``with tiles(block_c, block_n):`` launches with these tile sizes (tests use small ones
     to cross chunk and channel-block boundaries on small trees)."""
+    global _tile_override
+    before, _tile_override = _tile_override, (block_c, block_n)
+    try:
+        yield
+    finally:
+        _tile_override = before
 
-    def __init__(self, block_c: int, block_n: int):
-        self.sizes = (block_c, block_n)
 
-    def __enter__(self):
-        global _tile_override
-        self.before, _tile_override = _tile_override, self.sizes
-
-    def __exit__(self, *exc):
-        global _tile_override
-        _tile_override = self.before
+def launchable(kernel):
+    """``kernel``, wrapped for torch.compile on a GPU (the interpreter's kernels cannot be)."""
+    return kernel if INTERPRETING else torch.library.wrap_triton(kernel)
 
 
 def tile_sizes(batch: int, channels: int, multiprocessors: int) -> tuple[int, int]:
@@ -447,7 +449,7 @@ def _check_usable(x: torch.Tensor) -> None:
 def scan(x: torch.Tensor, edge_weight: torch.Tensor, tree, all_roots: bool) -> torch.Tensor:
     """The scan of checked arguments along a :class:`tree_scan.TreeOrder` (what ``ops`` calls)."""
     _check_usable(x)
-    layout = layout_of(tree, x.shape[-1])
+    layout = layout_of(tree)
     return torch.ops.tree_scan.heavy_path_scan(x, edge_weight, layout.elements, layout.rounds, all_roots)
 
 

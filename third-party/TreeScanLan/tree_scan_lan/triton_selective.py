@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from tree_scan import heavy_paths
-from tree_scan.triton_scan import AVAILABLE, INTERPRETING, triton
+from tree_scan.triton_scan import AVAILABLE, launchable, triton
 
 if AVAILABLE:
     import triton.language as tl
@@ -393,10 +393,6 @@ def _tiles(state: int, device: torch.device) -> tuple[int, int, int]:
     return block_d, padded, max(512 // (block_d * padded), 16)
 
 
-def _launch(kernel):
-    return kernel if INTERPRETING else torch.library.wrap_triton(kernel)
-
-
 def forward(x, delta, A, B, C, D, tree_plan, tree_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(y, final_state)`` of the fused scan; ``tree_plan`` = ``[elements, rounds]`` of the
     tree's heavy-path plan, or None (the second tree is then the chain itself)."""
@@ -415,7 +411,7 @@ def forward(x, delta, A, B, C, D, tree_plan, tree_scale: float) -> tuple[torch.T
                                                     x.new_zeros(1, 2, dtype=torch.int32))
     scratch = torch.empty(batch * programs * block_d * padded * (length if has_tree else 1), dtype=acc,
                           device=x.device)
-    _launch(_selective_forward_kernel)[(batch, programs)](
+    launchable(_selective_forward_kernel)[(batch, programs)](
         x, delta, A, B, C, D, y, final, scratch, elements, rounds,
         *x.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(),
         elements.stride(0), elements.stride(1), rounds.stride(0), length, channels, state, d_blocks,
@@ -447,7 +443,7 @@ def backward(grad_y, grad_final, x, delta, A, B, C, D, tree_plan, tree_scale: fl
     chain_states = torch.empty(rows, dtype=acc, device=device)
     states, grads = (torch.empty(rows, dtype=acc, device=device) for _ in range(2)) if has_tree else (chain_states,) * 2
     if x.numel() > 0:
-        _launch(_selective_backward_kernel)[(batch, programs)](
+        launchable(_selective_backward_kernel)[(batch, programs)](
             grad_y.contiguous(), grad_final.contiguous() if grad_final is not None else grad_A, x, delta, A, B, C, D,
             grad_x, grad_delta, grad_A, grad_B, grad_C, grad_D, chain_states, states, grads, elements, rounds,
             *x.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(),

@@ -117,6 +117,15 @@ def test_chain_is_one_path_shared_by_the_batch():
     assert tree_scan.chain(5, 7).layout.elements.data_ptr() == order.layout.elements.data_ptr()  # made once
 
 
+def test_chains_made_while_tracing_are_not_kept():
+    length = 1237  # a length no other test asks for: not in the cache yet
+    with FakeTensorMode():
+        tree_scan.chain(2, length)
+    real = tree_scan.chain(2, length)
+    assert type(real.order) is torch.Tensor and type(real.layout.elements) is torch.Tensor
+    assert torch.equal(real.parent[0], torch.arange(length) - 1)
+
+
 def test_prepare_roots_like_bfs(generator):
     tree = torch.stack([trees_of("random", 40, generator) for _ in range(2)])
     for root in (0, 17, 39):

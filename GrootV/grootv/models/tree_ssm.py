@@ -176,6 +176,9 @@ class Tree_SSM(nn.Module):
         batch, _, height, width = guide.shape
         if self.scan == "tree":
             edges = tree_scan.grid_mst(guide, self.metric)
+        elif self.root != "last":
+            # The chain rooted at its first pixel: made once per size, no tree walk.
+            return tree_scan.chain(batch, height * width, guide.device)
         else:
             edges = raster_chain(batch, height, width, guide.device)
         return self.order(edges, height * width)

@@ -318,8 +318,7 @@ def layout_from_parent(parent: torch.Tensor) -> ScanLayout:
     return layout
 
 
-@functools.lru_cache(maxsize=64)
-def _chain(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, ScanLayout]:
+def _make_chain(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, ScanLayout]:
     # Made on the device (no host-to-device copy: nothing waits for the GPU).
     vertex = torch.arange(length, device=device)
     kind = torch.where(vertex == 0, HEAD, PATH_VERTEX)
@@ -328,10 +327,16 @@ def _chain(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
     return vertex.unsqueeze(0), (vertex - 1).unsqueeze(0), ScanLayout(elements, rounds)
 
 
+_cached_chain = functools.lru_cache(maxsize=64)(_make_chain)
+
+
 def chain_layout(batch: int, length: int, device=None) -> tuple[torch.Tensor, torch.Tensor, ScanLayout]:
     """``(order, parent, layout)`` of the chain ``0 - 1 - ... - (L-1)`` rooted at 0, for every
     image of the batch: one heavy path, one round. Built once per (length, device) and shared
-    through batch strides of 0."""
-    order, parent, layout = _chain(length, torch.device(device) if device is not None else torch.device("cpu"))
+    through batch strides of 0 (made afresh while torch.compile or torch.export traces: the
+    tensors they make stand for values and must not be kept)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    tracing = torch.compiler.is_compiling() or torch._guards.detect_fake_mode() is not None
+    order, parent, layout = (_make_chain if tracing else _cached_chain)(length, device)
     return (order.expand(batch, -1), parent.expand(batch, -1),
             ScanLayout(layout.elements.expand(batch, -1, -1), layout.rounds.expand(batch, -1)))

@@ -350,6 +350,8 @@ def forward(x: torch.Tensor, edge_weight: torch.Tensor, elements: torch.Tensor, 
         return out
     (scratch,) = _scratch_like(x, 1)
     block_c, block_n = _tile_sizes(batch, channels, x.device)
+    # wrap_triton spelled out with the kernel's name (not launchable()): torch reads the op's
+    # source for such calls to key its compile caches on the kernels' code.
     kernel = _scan_forward_kernel if INTERPRETING else torch.library.wrap_triton(_scan_forward_kernel)
     kernel[(batch, triton.cdiv(channels, block_c))](
         x, edge_weight, out, scratch, elements, rounds,
@@ -370,7 +372,7 @@ def backward(grad_out: torch.Tensor, x: torch.Tensor, edge_weight: torch.Tensor,
     grad_out = grad_out.to(x.dtype)
     scratch, scratch2 = _scratch_like(x, 2)
     block_c, block_n = _tile_sizes(batch, channels, x.device)
-    kernel = _scan_backward_kernel if INTERPRETING else torch.library.wrap_triton(_scan_backward_kernel)
+    kernel = _scan_backward_kernel if INTERPRETING else torch.library.wrap_triton(_scan_backward_kernel)  # as above
     kernel[(batch, triton.cdiv(channels, block_c))](
         grad_out, x, edge_weight, grad_x, grad_w, scratch, scratch2, elements, rounds,
         *grad_out.stride(), *x.stride(), *edge_weight.stride(), *grad_x.stride(), *grad_w.stride(),
